@@ -1,0 +1,316 @@
+//! The borrowed JSON-RPC 2.0 envelope (P1.1, J2, J3).
+//!
+//! [`Message::parse`] reads only the envelope (`jsonrpc`, `id`, `method`, `params`, `result`,
+//! `error`) as borrowed slices of the input. Everything else — unknown fields, `_meta`, key order,
+//! whitespace, number spelling — stays in the caller's bytes, which are what gets forwarded.
+
+use std::borrow::Cow;
+use std::ops::Range;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+/// What a JSON-RPC message is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Request,
+    Notification,
+    /// A response carrying `result`.
+    Response,
+    /// A response carrying `error`.
+    Error,
+}
+
+/// Why bytes are not one valid JSON-RPC message. `code()` is the JSON-RPC error code to answer with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProtoError {
+    /// Not JSON at all (JSON-RPC -32700).
+    #[error("parse error: {0}")]
+    Parse(String),
+    /// JSON, but not a valid JSON-RPC message (JSON-RPC -32600).
+    #[error("invalid request: {0}")]
+    Invalid(&'static str),
+}
+
+impl ProtoError {
+    pub fn code(&self) -> i64 {
+        match self {
+            ProtoError::Parse(_) => crate::error::code::PARSE_ERROR,
+            ProtoError::Invalid(_) => crate::error::code::INVALID_REQUEST,
+        }
+    }
+    /// Stable machine-readable reason.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ProtoError::Parse(_) => "malformed_json",
+            ProtoError::Invalid(_) => "invalid_jsonrpc",
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow)]
+    jsonrpc: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    id: Option<&'a RawValue>,
+    #[serde(borrow)]
+    method: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    params: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    result: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    error: Option<&'a RawValue>,
+}
+
+/// A present field is `Some` even when its value is `null` (serde's `Option` would say `None`).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(d).map(Some)
+}
+
+/// One JSON-RPC message, borrowed from its bytes.
+#[derive(Debug, Clone)]
+pub struct Message<'a> {
+    raw: &'a [u8],
+    kind: Kind,
+    id: Option<&'a RawValue>,
+    method: Option<Cow<'a, str>>,
+    params: Option<&'a RawValue>,
+    result: Option<&'a RawValue>,
+    error: Option<&'a RawValue>,
+}
+
+/// True when the body is a JSON array (a batch), judged by its first non-space byte.
+pub fn is_batch(raw: &[u8]) -> bool {
+    raw.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[')
+}
+
+impl<'a> Message<'a> {
+    /// Parse one message. Apply [`crate::limits::Limits::check`] first on untrusted input.
+    pub fn parse(raw: &'a [u8]) -> Result<Self, ProtoError> {
+        let env: Envelope<'a> = serde_json::from_slice(raw).map_err(|e| match e.classify() {
+            serde_json::error::Category::Data => ProtoError::Invalid(data_reason(&e)),
+            _ => ProtoError::Parse(e.to_string()),
+        })?;
+        if env.jsonrpc.map(RawValue::get) != Some("\"2.0\"") {
+            return Err(ProtoError::Invalid("\"jsonrpc\" must be \"2.0\""));
+        }
+        let id = env.id;
+        let kind = match (&env.method, env.result, env.error) {
+            (Some(_), None, None) => match id {
+                None => Kind::Notification,
+                Some(id) => {
+                    check_request_id(id)?;
+                    Kind::Request
+                }
+            },
+            (None, Some(_), None) => Kind::Response,
+            (None, None, Some(_)) => Kind::Error,
+            (None, Some(_), Some(_)) => {
+                return Err(ProtoError::Invalid("a response has both result and error"));
+            }
+            (None, None, None) => {
+                return Err(ProtoError::Invalid("neither method, result nor error"));
+            }
+            (Some(_), _, _) => {
+                return Err(ProtoError::Invalid("a request carries result or error"));
+            }
+        };
+        if matches!(kind, Kind::Response | Kind::Error) {
+            match id {
+                None => return Err(ProtoError::Invalid("a response has no id")),
+                Some(id) if kind == Kind::Response => check_request_id(id)?,
+                Some(id) => {
+                    if id.get() != "null" {
+                        check_request_id(id)?
+                    }
+                }
+            }
+        }
+        if let Some(p) = env.params {
+            if !matches!(p.get().as_bytes().first(), Some(b'{' | b'[')) {
+                return Err(ProtoError::Invalid("\"params\" must be an object or array"));
+            }
+        }
+        Ok(Message {
+            raw,
+            kind,
+            id,
+            method: env.method,
+            params: env.params,
+            result: env.result,
+            error: env.error,
+        })
+    }
+
+    pub fn raw(&self) -> &'a [u8] {
+        self.raw
+    }
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+    /// The raw id (`1`, `"abc"`), exactly as sent.
+    pub fn id(&self) -> Option<&'a RawValue> {
+        self.id
+    }
+    pub fn method(&self) -> Option<&str> {
+        self.method.as_deref()
+    }
+    pub fn params(&self) -> Option<&'a RawValue> {
+        self.params
+    }
+    pub fn result(&self) -> Option<&'a RawValue> {
+        self.result
+    }
+    pub fn error(&self) -> Option<&'a RawValue> {
+        self.error
+    }
+    /// Byte range of the id value within [`Self::raw`].
+    pub fn id_span(&self) -> Option<Range<usize>> {
+        self.id.and_then(|v| span_in(self.raw, v))
+    }
+    /// The parts of `params` that routing and header checks read.
+    pub fn params_view(&self) -> Result<Params<'a>, ProtoError> {
+        match self.params {
+            None => Ok(Params::default()),
+            Some(p) if p.get().starts_with('{') => serde_json::from_str(p.get())
+                .map_err(|_| ProtoError::Invalid("\"params\" has fields of the wrong type")),
+            Some(_) => Ok(Params::default()),
+        }
+    }
+}
+
+/// The fields of `params` Warden reads; the rest stays in the bytes.
+#[derive(Debug, Default, Deserialize)]
+pub struct Params<'a> {
+    #[serde(borrow, default)]
+    pub name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub uri: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub arguments: Option<&'a RawValue>,
+    #[serde(borrow, default, rename = "_meta")]
+    pub meta: Option<Meta<'a>>,
+}
+
+/// `_meta` keys with meaning to the protocol (2026-07-28 request metadata, progress).
+#[derive(Debug, Default, Deserialize)]
+pub struct Meta<'a> {
+    #[serde(borrow, default, rename = "io.modelcontextprotocol/protocolVersion")]
+    pub protocol_version: Option<&'a RawValue>,
+    #[serde(borrow, default, rename = "io.modelcontextprotocol/clientCapabilities")]
+    pub client_capabilities: Option<&'a RawValue>,
+    #[serde(borrow, default, rename = "io.modelcontextprotocol/clientInfo")]
+    pub client_info: Option<&'a RawValue>,
+    #[serde(borrow, default, rename = "progressToken")]
+    pub progress_token: Option<&'a RawValue>,
+}
+
+impl Meta<'_> {
+    /// The declared protocol version when it is a JSON string.
+    pub fn protocol_version_str(&self) -> Option<String> {
+        self.protocol_version
+            .and_then(|v| serde_json::from_str::<String>(v.get()).ok())
+    }
+}
+
+/// Where `inner` (a slice borrowed from `outer`) sits in `outer`.
+pub fn span_in(outer: &[u8], inner: &RawValue) -> Option<Range<usize>> {
+    let start = (inner.get().as_ptr() as usize).checked_sub(outer.as_ptr() as usize)?;
+    let end = start.checked_add(inner.get().len())?;
+    (end <= outer.len()).then_some(start..end)
+}
+
+fn check_request_id(id: &RawValue) -> Result<(), ProtoError> {
+    let s = id.get();
+    match s.as_bytes().first() {
+        Some(b'"') => Ok(()),
+        Some(b'-' | b'0'..=b'9') if !s.contains(['.', 'e', 'E']) => Ok(()),
+        Some(b'n') => Err(ProtoError::Invalid("request id must not be null")),
+        _ => Err(ProtoError::Invalid(
+            "request id must be a string or an integer",
+        )),
+    }
+}
+
+fn data_reason(e: &serde_json::Error) -> &'static str {
+    let m = e.to_string();
+    if m.contains("duplicate field") {
+        "duplicate envelope field"
+    } else if m.contains("invalid type") && e.line() == 1 && e.column() <= 1 {
+        "message must be a JSON object"
+    } else {
+        "envelope field of the wrong type"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kind(s: &str) -> Result<Kind, ProtoError> {
+        Message::parse(s.as_bytes()).map(|m| m.kind())
+    }
+
+    #[test]
+    fn classifies_messages() {
+        assert_eq!(
+            kind(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#),
+            Ok(Kind::Request)
+        );
+        assert_eq!(
+            kind(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#),
+            Ok(Kind::Notification)
+        );
+        assert_eq!(
+            kind(r#"{"jsonrpc":"2.0","id":"a","result":{}}"#),
+            Ok(Kind::Response)
+        );
+        assert_eq!(
+            kind(r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"x"}}"#),
+            Ok(Kind::Error)
+        );
+    }
+
+    #[test]
+    fn refuses_invalid_envelopes() {
+        for bad in [
+            r#"{"id":1,"method":"ping"}"#,
+            r#"{"jsonrpc":"1.0","id":1,"method":"ping"}"#,
+            r#"{"jsonrpc":"2.0","id":null,"method":"ping"}"#,
+            r#"{"jsonrpc":"2.0","id":1.5,"method":"ping"}"#,
+            r#"{"jsonrpc":"2.0","id":{},"method":"ping"}"#,
+            r#"{"jsonrpc":"2.0","id":1,"result":1,"error":{}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"a","method":"b"}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"x","params":3}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":7}"#,
+            r#"[1]"#,
+            r#""str""#,
+        ] {
+            assert!(matches!(kind(bad), Err(ProtoError::Invalid(_))), "{bad}");
+        }
+        assert!(matches!(kind("{\"jsonrpc\":"), Err(ProtoError::Parse(_))));
+        assert!(matches!(kind("{} x"), Err(ProtoError::Parse(_))));
+    }
+
+    #[test]
+    fn borrows_spans_and_params() {
+        let raw = br#"{"jsonrpc":"2.0","x":[1],"id":  "q\"1","method":"tools/call","params":{"name":"echo","arguments":{"a":1},"_meta":{"progressToken":5,"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#;
+        let m = Message::parse(raw).unwrap();
+        let span = m.id_span().unwrap();
+        assert_eq!(&raw[span], br#""q\"1""#);
+        let p = m.params_view().unwrap();
+        assert_eq!(p.name.as_deref(), Some("echo"));
+        assert_eq!(p.arguments.unwrap().get(), r#"{"a":1}"#);
+        let meta = p.meta.unwrap();
+        assert_eq!(meta.progress_token.unwrap().get(), "5");
+        assert_eq!(meta.protocol_version_str().as_deref(), Some("2026-07-28"));
+    }
+
+    #[test]
+    fn batch_detection() {
+        assert!(is_batch(b"  [{}]"));
+        assert!(!is_batch(b"{}"));
+    }
+}

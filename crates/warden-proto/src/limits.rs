@@ -1,0 +1,112 @@
+//! Limits checked on raw bytes before any JSON parse (P1.1): size, UTF-8 validity and nesting depth.
+//!
+//! The depth scan is a single linear pass that tracks strings and escapes, so a hostile body such as
+//! `[[[[…` is refused before a recursive parser ever sees it.
+
+/// Bounds applied to one JSON-RPC message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest accepted message, in bytes.
+    pub max_bytes: usize,
+    /// Deepest accepted nesting of arrays and objects.
+    pub max_depth: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_bytes: 4 * 1024 * 1024,
+            max_depth: 64,
+        }
+    }
+}
+
+/// Why raw bytes were refused before parsing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LimitError {
+    #[error("message is {size} bytes, over the limit of {limit}")]
+    TooLarge { size: usize, limit: usize },
+    #[error("message nests deeper than {limit} levels")]
+    TooDeep { limit: usize },
+    #[error("message is not valid UTF-8 (at byte {at})")]
+    InvalidUtf8 { at: usize },
+}
+
+impl Limits {
+    /// Check size, UTF-8 and depth of one message. Linear time, no allocation.
+    pub fn check(&self, bytes: &[u8]) -> Result<(), LimitError> {
+        if bytes.len() > self.max_bytes {
+            return Err(LimitError::TooLarge {
+                size: bytes.len(),
+                limit: self.max_bytes,
+            });
+        }
+        if let Err(e) = std::str::from_utf8(bytes) {
+            return Err(LimitError::InvalidUtf8 {
+                at: e.valid_up_to(),
+            });
+        }
+        if max_depth(bytes, self.max_depth).is_none() {
+            return Err(LimitError::TooDeep {
+                limit: self.max_depth,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Deepest nesting of `[`/`{` outside strings, or `None` as soon as it exceeds `limit`.
+pub fn max_depth(bytes: &[u8], limit: usize) -> Option<usize> {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for &b in bytes {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > limit {
+                    return None;
+                }
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Some(deepest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_oversize_deep_and_invalid_utf8() {
+        let l = Limits {
+            max_bytes: 16,
+            max_depth: 3,
+        };
+        assert_eq!(l.check(b"{\"a\":[[1]]}"), Ok(()));
+        assert_eq!(l.check(b"[[[[1]]]]"), Err(LimitError::TooDeep { limit: 3 }));
+        assert!(matches!(
+            l.check(&[b'x'; 17]),
+            Err(LimitError::TooLarge { .. })
+        ));
+        assert_eq!(l.check(b"\"\xff\""), Err(LimitError::InvalidUtf8 { at: 1 }));
+    }
+
+    #[test]
+    fn brackets_inside_strings_do_not_count() {
+        assert_eq!(max_depth(br#"{"a":"[[[[\"{{{{"}"#, 2), Some(1));
+    }
+}
