@@ -1,0 +1,30 @@
+//! # warden-config
+//!
+//! Owns the configuration model (TOML, `deny_unknown_fields` everywhere), its secure defaults
+//! (loopback bind, Host/Origin allowlist, body and depth limits, session expiry) and validation.
+//! [`load_str`] returns either a [`Config`] or *every* error found, each with line, column and a
+//! hint, which is what `warden check-config` prints.
+//!
+//! It must not open sockets, spawn processes or read anything but the file it is given.
+
+mod diagnostics;
+mod model;
+mod validate;
+
+pub use diagnostics::{Diagnostic, Diagnostics};
+pub use model::*;
+
+/// Parse and validate a configuration document.
+pub fn load_str(text: &str) -> Result<Config, Diagnostics> {
+    let cfg = diagnostics::deserialize_all(text)?;
+    let problems = validate::validate(&cfg, text);
+    if problems.is_empty() { Ok(cfg) } else { Err(Diagnostics(problems)) }
+}
+
+/// Read, parse and validate a configuration file.
+pub fn load_file(path: &std::path::Path) -> Result<Config, Diagnostics> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Diagnostics(vec![Diagnostic { line: 0, column: 0, message: format!("cannot read {}: {e}", path.display()), hint: "check the path and its permissions".into() }])
+    })?;
+    load_str(&text)
+}

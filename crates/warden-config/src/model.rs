@@ -1,0 +1,224 @@
+//! The configuration model and its defaults. Every struct denies unknown fields: a misspelt
+//! security setting is an error, never silently ignored.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    #[serde(default)]
+    pub sessions: SessionConfig,
+    #[serde(default)]
+    pub admin: Option<AdminConfig>,
+    #[serde(default)]
+    pub audit: AuditConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+    /// `[[upstream]]` tables: the MCP servers behind Warden.
+    #[serde(default, rename = "upstream")]
+    pub upstreams: Vec<UpstreamConfig>,
+}
+
+/// The downstream Streamable HTTP listener (`warden serve`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to bind. Loopback by default (D2).
+    pub listen: SocketAddr,
+    /// The MCP endpoint path.
+    pub path: String,
+    /// Accepted `Host` header names (with or without port). Default: loopback names only. Required
+    /// when `listen` is not a loopback address (DNS-rebinding defence, D4).
+    pub allowed_hosts: Option<Vec<String>>,
+    /// Accepted `Origin` values (`scheme://host[:port]`) besides origins whose host is allowed.
+    pub allowed_origins: Vec<String>,
+    /// A client must send its request head within this time (slow-client defence, P4.4).
+    pub header_timeout_ms: u64,
+    /// A client must send its whole body within this time.
+    pub body_timeout_ms: u64,
+    /// Concurrent downstream connections.
+    pub max_connections: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            path: "/mcp".into(),
+            allowed_hosts: None,
+            allowed_origins: Vec::new(),
+            header_timeout_ms: 10_000,
+            body_timeout_ms: 30_000,
+            max_connections: 1024,
+        }
+    }
+}
+
+/// Input limits (P1.1, P4.3).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Largest request body or single message, in bytes.
+    pub max_body_bytes: usize,
+    /// Deepest JSON nesting accepted.
+    pub max_json_depth: usize,
+    /// Largest single message from an upstream (SSE event, stdio line or JSON body).
+    pub max_upstream_message_bytes: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self { max_body_bytes: 4 * 1024 * 1024, max_json_depth: 64, max_upstream_message_bytes: 16 * 1024 * 1024 }
+    }
+}
+
+/// Downstream session rules (M4, P8.3).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionConfig {
+    /// A session unused this long ends.
+    pub idle_timeout_secs: u64,
+    /// A session ends this long after it began, used or not.
+    pub absolute_timeout_secs: u64,
+    /// Open sessions one client address may hold.
+    pub max_per_client: usize,
+    /// Open sessions in all.
+    pub max_total: usize,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self { idle_timeout_secs: 30 * 60, absolute_timeout_secs: 24 * 3600, max_per_client: 64, max_total: 10_000 }
+    }
+}
+
+/// The admin listener: `/metrics` (Prometheus) and `/healthz`. Off unless configured.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    pub listen: SocketAddr,
+}
+
+/// The audit event stream (P5.1).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// JSON-lines file the events are appended to; `-` writes them to stderr.
+    pub path: PathBuf,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self { path: PathBuf::from("warden-audit.jsonl") }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// Operational logs (`tracing`), written to stderr.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A `tracing` filter such as `info` or `warden_gateway=debug`.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { format: LogFormat::Text, level: "info".into() }
+    }
+}
+
+/// One MCP server behind Warden: a remote Streamable HTTP `url` or a stdio `command`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// Unique name, used in audit events, metrics and routing.
+    pub name: String,
+    /// Prefix put before this upstream's tool, prompt and resource-template names when several
+    /// upstreams share one endpoint (`<prefix>_<name>`). None: names pass unchanged.
+    #[serde(default)]
+    pub prefix: Option<String>,
+    /// Streamable HTTP endpoint, e.g. `http://127.0.0.1:3001/mcp`.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Program and arguments of a stdio server.
+    #[serde(default)]
+    pub command: Option<Vec<String>>,
+    /// Working directory of a stdio server.
+    #[serde(default)]
+    pub cwd: Option<PathBuf>,
+    /// Environment variables set for a stdio server.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Variables passed through from Warden's own environment; nothing else is (P10.2).
+    #[serde(default = "default_env_passthrough")]
+    pub env_passthrough: Vec<String>,
+    /// Longest wait for an upstream's answer to one request.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Restart backoff of a stdio server that exited: first delay, doubled up to `max_backoff_ms`.
+    #[serde(default = "default_initial_backoff_ms")]
+    pub initial_backoff_ms: u64,
+    #[serde(default = "default_max_backoff_ms")]
+    pub max_backoff_ms: u64,
+    /// Speak HTTP/2 to a cleartext `http://` upstream (prior knowledge); otherwise HTTP/1.1.
+    #[serde(default)]
+    pub http2: bool,
+}
+
+fn default_env_passthrough() -> Vec<String> {
+    ["PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TERM", "USER"].map(String::from).to_vec()
+}
+fn default_timeout_ms() -> u64 {
+    120_000
+}
+fn default_initial_backoff_ms() -> u64 {
+    250
+}
+fn default_max_backoff_ms() -> u64 {
+    30_000
+}
+
+impl UpstreamConfig {
+    /// A stdio upstream from a command line (what `warden wrap -- CMD ARGS` builds).
+    pub fn stdio(name: &str, command: Vec<String>) -> Self {
+        Self {
+            name: name.into(),
+            prefix: None,
+            url: None,
+            command: Some(command),
+            cwd: None,
+            env: BTreeMap::new(),
+            env_passthrough: default_env_passthrough(),
+            timeout_ms: default_timeout_ms(),
+            initial_backoff_ms: default_initial_backoff_ms(),
+            max_backoff_ms: default_max_backoff_ms(),
+            http2: false,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// The Host allowlist in force: the configured one, or loopback names.
+    pub fn effective_allowed_hosts(&self) -> Vec<String> {
+        self.allowed_hosts
+            .clone()
+            .unwrap_or_else(|| ["localhost", "127.0.0.1", "[::1]"].map(String::from).to_vec())
+    }
+}
