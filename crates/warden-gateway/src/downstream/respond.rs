@@ -1,0 +1,59 @@
+//! Turning refusals and upstream replies into HTTP responses, with Warden's security headers on
+//! every one (P8.4: `X-Content-Type-Options`, `Cache-Control: no-store`, no CORS grant).
+
+use bytes::Bytes;
+use http::{HeaderValue, StatusCode};
+use serde_json::value::RawValue;
+
+use super::body::{Response, ResponseBody, empty, full};
+use crate::guard::Refusal;
+
+/// A response with Warden's security headers.
+pub fn response(status: u16, content_type: Option<&str>, body: ResponseBody) -> Response {
+    let mut r = http::Response::new(body);
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+    let h = r.headers_mut();
+    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert("cache-control", HeaderValue::from_static("no-store"));
+    if let Some(ct) = content_type.and_then(|c| HeaderValue::from_str(c).ok()) {
+        h.insert("content-type", ct);
+    }
+    r
+}
+
+/// A refusal as HTTP: its status, a JSON-RPC error echoing the raw id, `Retry-After` when set.
+pub fn refusal(r: &Refusal, id: Option<&RawValue>) -> Response {
+    let body = r.to_rpc_error().to_bytes(id);
+    let mut resp = response(r.status, Some("application/json"), full(body));
+    if let Some(secs) = r.retry_after {
+        if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+            resp.headers_mut().insert("retry-after", v);
+        }
+    }
+    if r.status == 405 {
+        resp.headers_mut().insert("allow", HeaderValue::from_static("GET, POST, DELETE"));
+    }
+    resp
+}
+
+pub fn json(status: u16, body: Bytes) -> Response {
+    response(status, Some("application/json"), full(body))
+}
+
+pub fn accepted() -> Response {
+    response(202, None, empty())
+}
+
+/// Headers of an SSE response.
+pub fn sse(body: ResponseBody) -> Response {
+    let mut r = response(200, Some("text/event-stream"), body);
+    r.headers_mut().insert("x-accel-buffering", HeaderValue::from_static("no"));
+    r
+}
+
+pub fn with_session(mut r: Response, session_id: &str) -> Response {
+    if let Ok(v) = HeaderValue::from_str(session_id) {
+        r.headers_mut().insert("mcp-session-id", v);
+    }
+    r
+}

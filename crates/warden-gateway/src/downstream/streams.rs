@@ -1,0 +1,221 @@
+//! Relaying what an upstream answered: a JSON body, or a stream of frames written to the client as
+//! SSE. Every server→client message walks the pipeline bottom-up; a message no guard changed goes
+//! out as its original bytes (SSE blocks included, with their ids and `retry:`), so resumption
+//! and unknown fields survive the relay.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use warden_audit::Decision;
+use warden_proto::error::code;
+use warden_proto::sse;
+use warden_proto::{Kind, Message};
+
+use super::body::{ChannelBody, Response};
+use super::respond;
+use crate::gateway::Gateway;
+use crate::guard::{Ctx, Refusal};
+use crate::upstream::stdio::StdioUpstream;
+use crate::upstream::{Frame, Reply, UpstreamError};
+
+/// Called with the final response to the client's request (e.g. to record a negotiated version).
+pub type OnFinal = Box<dyn FnOnce(&Message<'_>) + Send + Sync>;
+
+/// Everything needed to answer one client request from an upstream reply.
+pub struct Relay {
+    pub gw: Arc<Gateway>,
+    pub ctx: Ctx,
+    /// The client's raw request id; `None` for GET streams.
+    pub request_id: Option<String>,
+    pub on_final: Option<OnFinal>,
+    /// The stdio child to tell when the client abandons the request.
+    pub cancel: Option<Arc<StdioUpstream>>,
+    /// `Mcp-Session-Id` to put on the response (initialize).
+    pub session_header: Option<String>,
+    pub timeout: Duration,
+}
+
+/// Error message for the client's request when the upstream failed.
+pub fn upstream_refusal(e: &UpstreamError) -> Refusal {
+    let (status, retry) = match e {
+        UpstreamError::Timeout(_) => (504, None),
+        UpstreamError::Restarting(s) => (503, Some(*s)),
+        _ => (502, None),
+    };
+    let mut r = Refusal::new(status, code::UPSTREAM_UNAVAILABLE, e.reason(), "P4.3", format!("Upstream error: {e}"), "the MCP server behind Warden failed; retry later or ask the operator");
+    r.retry_after = retry;
+    r
+}
+
+impl Relay {
+    fn finish(&self, decision: Decision, status: u16, reason: Option<&'static str>) {
+        self.gw.audit_done(&self.ctx, decision, Some(status), reason);
+    }
+
+    fn with_session(&self, r: Response) -> Response {
+        match &self.session_header {
+            Some(s) => respond::with_session(r, s),
+            None => r,
+        }
+    }
+
+    /// Answer the client from the upstream's reply.
+    pub async fn respond(mut self, reply: Reply) -> Response {
+        match reply {
+            Reply::Accepted => {
+                self.finish(Decision::Allow, 202, None);
+                self.with_session(respond::accepted())
+            }
+            Reply::Body { status, content_type, body } => {
+                if Message::parse(&body).is_err() {
+                    // Not a JSON-RPC message (an upstream's plain HTTP error): relay as-is.
+                    self.finish(if status < 400 { Decision::Allow } else { Decision::Error }, status, None);
+                    return self.with_session(respond::response(status, content_type.as_deref(), super::body::full(body)));
+                }
+                match self.server_message(body).await {
+                    Ok(out) => {
+                        self.finish(Decision::Allow, status, None);
+                        self.with_session(respond::json(status, out))
+                    }
+                    Err(r) => self.refused(&r),
+                }
+            }
+            Reply::Stream { mut frames, sse } => {
+                if !sse {
+                    // stdio: answer JSON when the first thing the server says is the final response.
+                    let first = match tokio::time::timeout(self.timeout, frames.recv()).await {
+                        Ok(Some(Ok(f))) => f,
+                        Ok(Some(Err(e))) => return self.refused(&upstream_refusal(&e)),
+                        Ok(None) => return self.refused(&upstream_refusal(&UpstreamError::Exited)),
+                        Err(_) => {
+                            self.cancel_upstream().await;
+                            return self.refused(&upstream_refusal(&UpstreamError::Timeout(self.timeout.as_millis() as u64)));
+                        }
+                    };
+                    if self.is_final(first.data.as_deref()) {
+                        let data = first.data.unwrap_or_default();
+                        return match self.server_message(data).await {
+                            Ok(out) => {
+                                self.finish(Decision::Allow, 200, None);
+                                self.with_session(respond::json(200, out))
+                            }
+                            Err(r) => self.refused(&r),
+                        };
+                    }
+                    return self.stream(Some(first), frames);
+                }
+                self.stream(None, frames)
+            }
+        }
+    }
+
+    fn refused(&self, r: &Refusal) -> Response {
+        self.gw.audit_refusal(&self.ctx, r, None);
+        let id: Option<Box<serde_json::value::RawValue>> = self.request_id.as_ref().and_then(|i| serde_json::value::RawValue::from_string(i.clone()).ok());
+        self.with_session(respond::refusal(r, id.as_deref()))
+    }
+
+    fn is_final(&self, data: Option<&[u8]>) -> bool {
+        let (Some(data), Some(want)) = (data, &self.request_id) else { return false };
+        Message::parse(data).is_ok_and(|m| matches!(m.kind(), Kind::Response | Kind::Error) && m.id().map(|i| i.get()) == Some(want.as_str()))
+    }
+
+    /// Run a server message through the guards (bottom-up); calls `on_final` for the final response.
+    async fn server_message(&mut self, data: Bytes) -> Result<Bytes, Refusal> {
+        let out = self.gw.pipeline.server_message(data, &mut self.ctx).await?;
+        if self.on_final.is_some() && self.is_final(Some(&out)) {
+            if let (Some(f), Ok(m)) = (self.on_final.take(), Message::parse(&out)) {
+                f(&m);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn cancel_upstream(&self) {
+        if let (Some(child), Some(id)) = (&self.cancel, &self.request_id) {
+            child.cancel(id).await;
+        }
+    }
+
+    /// Pump frames to the client as SSE on a task; returns the streaming response at once.
+    fn stream(self, first: Option<Frame>, mut frames: mpsc::Receiver<Result<Frame, UpstreamError>>) -> Response {
+        let (tx, rx) = mpsc::channel::<Bytes>(64);
+        let resp = self.with_session(respond::sse(either_channel(rx)));
+        tokio::spawn(async move {
+            let mut me = self;
+            let mut pending = first;
+            let mut final_seen = false;
+            let mut clean = true;
+            loop {
+                let item = match pending.take() {
+                    Some(f) => Ok(f),
+                    None => match frames.recv().await {
+                        Some(i) => i,
+                        None => break,
+                    },
+                };
+                let frame = match item {
+                    Ok(f) => f,
+                    Err(e) => {
+                        if !final_seen && me.request_id.is_some() {
+                            let r = upstream_refusal(&e);
+                            me.gw.audit_refusal(&me.ctx, &r, None);
+                            let id = me.request_id.as_deref().and_then(|i| serde_json::value::RawValue::from_string(i.to_owned()).ok());
+                            let err = r.to_rpc_error().to_bytes(id.as_deref());
+                            let _ = tx.send(sse::encode(None, Some("message"), None, std::str::from_utf8(&err).ok())).await;
+                        }
+                        clean = false;
+                        break;
+                    }
+                };
+                let out = match me.frame_bytes(frame, &mut final_seen).await {
+                    Some(b) => b,
+                    None => continue,
+                };
+                if tx.send(out).await.is_err() {
+                    if !final_seen {
+                        me.cancel_upstream().await;
+                    }
+                    clean = false;
+                    break;
+                }
+                if final_seen && me.cancel.is_some() {
+                    break; // stdio: the final response ends the stream.
+                }
+            }
+            me.finish(if clean { Decision::Allow } else { Decision::Error }, 200, (!clean).then_some("stream_interrupted"));
+        });
+        resp
+    }
+
+    /// The bytes to write for one frame, after the guards; `None` to drop it.
+    async fn frame_bytes(&mut self, frame: Frame, final_seen: &mut bool) -> Option<Bytes> {
+        let Some(data) = frame.data.clone() else {
+            return Some(frame.raw.unwrap_or_else(|| sse::encode(frame.id.as_deref(), frame.event.as_deref(), frame.retry, None)));
+        };
+        if data.is_empty() {
+            return Some(frame.raw.unwrap_or_else(|| sse::encode(frame.id.as_deref(), frame.event.as_deref(), frame.retry, Some(""))));
+        }
+        let is_final = self.is_final(Some(&data));
+        *final_seen |= is_final;
+        match self.server_message(data.clone()).await {
+            Ok(out) if out == data && frame.raw.is_some() => frame.raw,
+            Ok(out) => Some(sse::encode(frame.id.as_deref(), frame.event.as_deref().or(Some("message")), frame.retry, std::str::from_utf8(&out).ok())),
+            Err(r) => {
+                self.gw.audit_refusal(&self.ctx, &r, None);
+                if !is_final {
+                    return None; // a refused notification or server request is dropped (and audited)
+                }
+                let id = self.request_id.as_deref().and_then(|i| serde_json::value::RawValue::from_string(i.to_owned()).ok());
+                let err = r.to_rpc_error().to_bytes(id.as_deref());
+                Some(sse::encode(frame.id.as_deref(), Some("message"), None, std::str::from_utf8(&err).ok()))
+            }
+        }
+    }
+}
+
+fn either_channel(rx: mpsc::Receiver<Bytes>) -> super::body::ResponseBody {
+    http_body_util::Either::Right(ChannelBody(rx))
+}

@@ -1,0 +1,235 @@
+//! The gateway's shared state: configuration, pipeline, upstreams, sessions, audit and metrics,
+//! and [`Gateway::forward`], the one way a cleared message reaches an upstream.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http::{HeaderMap, Method};
+use warden_audit::{AuditEvent, AuditSink, Decision};
+use warden_config::{Config, UpstreamConfig};
+use warden_proto::limits::Limits;
+use warden_proto::{Kind, Message, ProtocolVersion};
+
+use crate::guard::{Ctx, Refusal};
+use crate::metrics::{Metrics, UpstreamLabel};
+use crate::pipeline::{Cleared, Pipeline};
+use crate::session::Sessions;
+use crate::upstream::http::HttpUpstream;
+use crate::upstream::stdio::{EventHook, StdioUpstream};
+use crate::upstream::{Reply, UpstreamError};
+
+/// How Warden reaches one upstream.
+pub enum Transport {
+    Http(HttpUpstream),
+    /// stdio: one child per downstream session, plus one shared child for stateless requests.
+    Stdio { shared: Arc<StdioUpstream> },
+}
+
+pub struct Upstream {
+    pub cfg: UpstreamConfig,
+    pub transport: Transport,
+}
+
+/// A downstream session's link to one upstream.
+pub enum Link {
+    Http { session_id: Mutex<Option<String>> },
+    Stdio(Arc<StdioUpstream>),
+}
+
+/// What Warden keeps per downstream session.
+pub struct SessionState {
+    pub fingerprint: String,
+    pub version: Mutex<Option<ProtocolVersion>>,
+    pub links: Vec<Link>,
+    /// Upstreams that answered `initialize`; others are left out of this session.
+    pub live: Vec<AtomicBool>,
+}
+
+pub struct Gateway {
+    pub cfg: Arc<Config>,
+    pub pipeline: Pipeline,
+    pub upstreams: Vec<Arc<Upstream>>,
+    pub sessions: Sessions<SessionState>,
+    pub audit: Arc<dyn AuditSink>,
+    pub metrics: Arc<Metrics>,
+    pub limits: Limits,
+    /// Names learned from merged lists (several upstreams).
+    pub catalog: Mutex<crate::aggregate::Catalog>,
+    request_seq: AtomicU64,
+    hook: EventHook,
+}
+
+impl Gateway {
+    pub fn new(cfg: Config, audit: Arc<dyn AuditSink>) -> Result<Arc<Self>, UpstreamError> {
+        let metrics = Arc::new(Metrics::new());
+        let hook = event_hook(audit.clone(), metrics.clone());
+        let max = cfg.limits.max_upstream_message_bytes;
+        let mut upstreams = Vec::new();
+        for u in &cfg.upstreams {
+            let transport = match &u.url {
+                Some(_) => Transport::Http(HttpUpstream::new(u, max)?),
+                None => Transport::Stdio { shared: Arc::new(StdioUpstream::new(u.clone(), max, true, hook.clone())) },
+            };
+            metrics.upstream_up.get_or_create(&UpstreamLabel { upstream: u.name.clone() }).set(1);
+            upstreams.push(Arc::new(Upstream { cfg: u.clone(), transport }));
+        }
+        let limits = Limits { max_bytes: cfg.limits.max_body_bytes, max_depth: cfg.limits.max_json_depth };
+        Ok(Arc::new(Self {
+            pipeline: Pipeline::new(&cfg),
+            sessions: Sessions::new(cfg.sessions.clone()),
+            cfg: Arc::new(cfg),
+            upstreams,
+            audit,
+            metrics,
+            limits,
+            catalog: Mutex::new(Default::default()),
+            request_seq: AtomicU64::new(1),
+            hook,
+        }))
+    }
+
+    /// A new request id (process-unique, for audit correlation).
+    pub fn next_request_id(&self) -> String {
+        format!("r{:x}", self.request_seq.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// The links a new session gets: stdio upstreams get their own child, spawned on first use.
+    pub fn new_session_state(&self, fingerprint: String) -> SessionState {
+        let links = self
+            .upstreams
+            .iter()
+            .map(|u| match &u.transport {
+                Transport::Http(_) => Link::Http { session_id: Mutex::new(None) },
+                Transport::Stdio { .. } => {
+                    Link::Stdio(Arc::new(StdioUpstream::new(u.cfg.clone(), self.cfg.limits.max_upstream_message_bytes, false, self.hook.clone())))
+                }
+            })
+            .collect();
+        let live = self.upstreams.iter().map(|_| AtomicBool::new(true)).collect();
+        SessionState { fingerprint, version: Mutex::new(None), links, live }
+    }
+
+    /// Send a cleared message to upstream `idx`, over the session's link when there is one.
+    pub async fn forward(&self, idx: usize, session: Option<&SessionState>, headers: &HeaderMap, msg: &Message<'_>, cleared: Cleared) -> Result<(Reply, Option<String>), UpstreamError> {
+        let up = &self.upstreams[idx];
+        let result = match (&up.transport, session.map(|s| &s.links[idx])) {
+            (Transport::Http(h), link) => {
+                let sid = match link {
+                    Some(Link::Http { session_id }) => session_id.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+                    _ => None,
+                };
+                h.send(Method::POST, headers, sid.as_deref(), cleared.0).await.map(|a| (a.reply, a.session_id))
+            }
+            (Transport::Stdio { shared }, link) => {
+                let child = match link {
+                    Some(Link::Stdio(c)) => c.clone(),
+                    _ => shared.clone(),
+                };
+                if msg.method() == Some("initialize") {
+                    child.remember_init(Some(cleared.0.clone()), None);
+                } else if msg.method() == Some("notifications/initialized") {
+                    child.remember_init(None, Some(cleared.0.clone()));
+                }
+                let sent = if msg.kind() == Kind::Request {
+                    child.request(msg, progress_token_of(msg)).await.map(|frames| Reply::Stream { frames, sse: false })
+                } else {
+                    child.send(&cleared.0).await.map(|()| Reply::Accepted)
+                };
+                if sent.is_err() {
+                    child.note_exit_if_dead().await;
+                }
+                sent.map(|r| (r, None))
+            }
+        };
+        self.metrics.upstream_up.get_or_create(&UpstreamLabel { upstream: up.cfg.name.clone() }).set(i64::from(result.is_ok()));
+        result
+    }
+
+    /// Send a non-POST request (GET stream, DELETE) to an HTTP upstream over the session's link.
+    pub async fn forward_http(&self, idx: usize, session: &SessionState, method: Method, headers: &HeaderMap) -> Option<Result<crate::upstream::http::HttpAnswer, UpstreamError>> {
+        let Transport::Http(h) = &self.upstreams[idx].transport else { return None };
+        let Link::Http { session_id } = &session.links[idx] else { return None };
+        let sid = session_id.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        Some(h.send(method, headers, sid.as_deref(), Bytes::new()).await)
+    }
+
+    /// Record a refusal: audit event and metrics.
+    pub fn audit_refusal(&self, ctx: &Ctx, r: &Refusal, msg: Option<&Message<'_>>) {
+        self.metrics.refusals.get_or_create(&crate::metrics::ReasonLabel { reason: r.reason }).inc();
+        self.metrics
+            .requests
+            .get_or_create(&crate::metrics::RequestLabels { method: crate::metrics::method_label(ctx.method.as_deref()), decision: "deny" })
+            .inc();
+        let mut ev = self.event(ctx, "mcp.refusal", Decision::Deny);
+        ev.reason = Some(r.reason.into());
+        ev.control = Some(r.control);
+        ev.hint = Some(r.hint.to_string());
+        ev.status = Some(r.status);
+        ev.rpc_code = Some(r.rpc_code);
+        ev.jsonrpc_id = msg.and_then(Message::id).map(|i| truncate(i.get(), 64));
+        self.audit.emit(ev);
+    }
+
+    /// An audit event prefilled from the context.
+    pub fn event(&self, ctx: &Ctx, kind: &'static str, decision: Decision) -> AuditEvent {
+        let mut ev = AuditEvent::new(kind, decision);
+        ev.request_id = Some(ctx.request_id.clone());
+        ev.session = ctx.session.clone();
+        ev.client = ctx.client.map(|c| c.to_string()).or_else(|| Some("stdio".into()));
+        ev.subject = ctx.subject.clone();
+        ev.upstream = ctx.upstream.clone();
+        ev.method = ctx.method.clone();
+        ev.tool = ctx.tool.clone();
+        ev.latency_us = Some(ctx.started.elapsed().as_micros() as u64);
+        ev.facts = ctx.facts.clone();
+        ev
+    }
+
+    /// Record a completed exchange.
+    pub fn audit_done(&self, ctx: &Ctx, decision: Decision, status: Option<u16>, reason: Option<&'static str>) {
+        let label = match decision {
+            Decision::Allow => "allow",
+            Decision::Deny => "deny",
+            Decision::Error => "error",
+            Decision::Info => "info",
+        };
+        let method = crate::metrics::method_label(ctx.method.as_deref());
+        self.metrics.requests.get_or_create(&crate::metrics::RequestLabels { method, decision: label }).inc();
+        self.metrics.latency.get_or_create(&crate::metrics::MethodLabel { method }).observe(ctx.started.elapsed().as_secs_f64());
+        let mut ev = self.event(ctx, "mcp.request", decision);
+        ev.status = status;
+        ev.reason = reason.map(Into::into);
+        self.audit.emit(ev);
+    }
+}
+
+fn progress_token_of(msg: &Message<'_>) -> Option<String> {
+    let p = msg.params_view().ok()?;
+    p.meta.and_then(|m| m.progress_token).map(|t| t.get().to_owned())
+}
+
+pub fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+fn event_hook(audit: Arc<dyn AuditSink>, metrics: Arc<Metrics>) -> EventHook {
+    Arc::new(move |kind: &'static str, detail: String| {
+        let decision = if kind == "upstream.exit" || kind.ends_with("error") || kind.ends_with("overflow") { Decision::Error } else { Decision::Info };
+        if kind == "upstream.exit" {
+            let name = detail.split(':').next().unwrap_or_default().to_owned();
+            metrics.upstream_restarts.get_or_create(&UpstreamLabel { upstream: name }).inc();
+        }
+        tracing::info!(kind, %detail, "upstream event");
+        let mut ev = AuditEvent::new(kind, decision);
+        ev.hint = Some(detail);
+        audit.emit(ev);
+    })
+}

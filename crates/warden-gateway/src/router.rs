@@ -1,0 +1,113 @@
+//! From a session-checked client message to the upstream that serves it: run the client→server
+//! guards, pick the upstream, forward, and relay the answer back through the server→client guards.
+//! With one upstream every message passes through unchanged; with several, [`crate::aggregate`]
+//! merges lists and routes by name prefix.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::HeaderMap;
+use warden_proto::{Message, ProtocolVersion};
+
+use crate::downstream::body::Response;
+use crate::downstream::http::owner_of;
+use crate::downstream::respond;
+use crate::downstream::streams::{OnFinal, Relay, upstream_refusal};
+use crate::gateway::{Gateway, Link, SessionState, Transport};
+use crate::guard::{Ctx, Refusal};
+
+fn refuse(gw: &Gateway, ctx: &Ctx, r: Refusal, msg: Option<&Message<'_>>) -> Response {
+    gw.audit_refusal(ctx, &r, msg);
+    respond::refusal(&r, msg.and_then(Message::id))
+}
+
+/// Guards, routing and forwarding for one POSTed message.
+pub async fn dispatch(gw: Arc<Gateway>, mut ctx: Ctx, headers: Arc<HeaderMap>, bytes: Bytes, session: Option<Arc<SessionState>>, new_session_id: Option<String>) -> Response {
+    let owner = owner_of(&ctx);
+    let drop_new_session = |gw: &Gateway| {
+        if let Some(id) = &new_session_id {
+            gw.sessions.remove(&owner, id);
+            gw.metrics.sessions_open.set(gw.sessions.len() as i64);
+        }
+    };
+    if gw.upstreams.len() > 1 {
+        return crate::aggregate::dispatch(gw, ctx, headers, bytes, session, new_session_id).await;
+    }
+    let cleared = match gw.pipeline.client_message(bytes.clone(), &mut ctx).await {
+        Ok(c) => c,
+        Err(r) => {
+            drop_new_session(&gw);
+            let msg = Message::parse(&bytes).ok();
+            return refuse(&gw, &ctx, r, msg.as_ref());
+        }
+    };
+    let cleared_bytes = cleared.0.clone();
+    let Ok(msg) = Message::parse(&cleared_bytes) else {
+        drop_new_session(&gw);
+        return refuse(&gw, &ctx, Refusal::new(500, -32603, "internal_error", "P1.1", "Internal error", "report this"), None);
+    };
+    let idx = 0;
+    ctx.upstream = Some(gw.upstreams[idx].cfg.name.clone());
+    let request_id = msg.id().map(|i| i.get().to_owned());
+    let is_init = msg.method() == Some("initialize");
+    let answer = gw.forward(idx, session.as_deref(), &headers, &msg, cleared).await;
+    let (reply, upstream_sid) = match answer {
+        Ok(x) => x,
+        Err(e) => {
+            drop_new_session(&gw);
+            return refuse(&gw, &ctx, upstream_refusal(&e), Some(&msg));
+        }
+    };
+    if is_init {
+        if let (Some(s), Some(sid)) = (&session, upstream_sid) {
+            if let Link::Http { session_id } = &s.links[idx] {
+                *session_id.lock().unwrap_or_else(|p| p.into_inner()) = Some(sid);
+            }
+        }
+    }
+    let on_final: Option<OnFinal> = match (&session, is_init) {
+        (Some(s), true) => {
+            let s = s.clone();
+            let gw2 = gw.clone();
+            let id = new_session_id.clone();
+            let owner = owner.clone();
+            Some(Box::new(move |m: &Message<'_>| record_negotiation(&gw2, &s, m, id.as_deref(), &owner)))
+        }
+        _ => None,
+    };
+    let cancel = match (&gw.upstreams[idx].transport, session.as_deref().map(|s| &s.links[idx])) {
+        (Transport::Stdio { .. }, Some(Link::Stdio(c))) => Some(c.clone()),
+        (Transport::Stdio { shared }, _) => Some(shared.clone()),
+        _ => None,
+    };
+    let relay = Relay {
+        timeout: Duration::from_millis(gw.upstreams[idx].cfg.timeout_ms),
+        gw: gw.clone(),
+        ctx,
+        request_id,
+        on_final,
+        cancel,
+        session_header: new_session_id,
+    };
+    relay.respond(reply).await
+}
+
+/// After `initialize`: keep the negotiated version, or end the session if the server refused.
+pub fn record_negotiation(gw: &Gateway, s: &SessionState, m: &Message<'_>, session_id: Option<&str>, owner: &str) {
+    #[derive(serde::Deserialize)]
+    struct InitResult {
+        #[serde(rename = "protocolVersion")]
+        protocol_version: Option<String>,
+    }
+    let version = m.result().and_then(|r| serde_json::from_str::<InitResult>(r.get()).ok()).and_then(|r| r.protocol_version).and_then(|v| ProtocolVersion::parse(&v));
+    match version {
+        Some(v) => *s.version.lock().unwrap_or_else(|p| p.into_inner()) = Some(v),
+        None => {
+            if let Some(id) = session_id {
+                gw.sessions.remove(owner, id);
+                gw.metrics.sessions_open.set(gw.sessions.len() as i64);
+            }
+        }
+    }
+}

@@ -1,0 +1,193 @@
+//! Downstream sessions of the session-based generation (M4, P8.1–P8.3).
+//!
+//! Ids come from the OS CSPRNG (256 bits, base64url: visible ASCII), are never derived from user
+//! data, and are stored under their owner (`<owner>:<id>`): a lookup by anyone else finds nothing
+//! (404, indistinguishable from an unknown id). Sessions end when idle, at an absolute age, on
+//! DELETE, or when an upstream ends them; owners are capped in how many they may hold.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use warden_config::SessionConfig;
+
+/// A fresh session id: 32 bytes from the OS CSPRNG, base64url without padding (43 chars).
+pub fn new_session_id() -> Result<String, getrandom::Error> {
+    let mut buf = [0u8; 32];
+    getrandom::fill(&mut buf)?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf))
+}
+
+/// A short, non-reversible fingerprint of a session id for logs and audit (never the id itself).
+pub fn fingerprint(id: &str) -> String {
+    // FNV-1a over the id: enough to correlate events, useless to replay the session.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in id.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+/// Why a session could not be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookup {
+    /// Unknown, ended, expired or owned by someone else: all answer 404 alike.
+    NotFound,
+}
+
+/// Why a session could not be opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenError {
+    OwnerCap,
+    TotalCap,
+    Rng,
+}
+
+/// Bookkeeping of one session; the transport keeps its own state beside it, keyed by `id`.
+#[derive(Debug)]
+pub struct SessionEntry {
+    pub id: String,
+    pub owner: String,
+    pub created: Instant,
+    last_used_ms: AtomicU64,
+}
+
+impl SessionEntry {
+    fn touch(&self, base: Instant) {
+        self.last_used_ms.store(base.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+}
+
+/// The session table, generic over what the transport attaches to a session.
+pub struct Sessions<T> {
+    cfg: SessionConfig,
+    base: Instant,
+    map: Mutex<HashMap<String, (SessionEntry, std::sync::Arc<T>)>>,
+}
+
+impl<T> Sessions<T> {
+    pub fn new(cfg: SessionConfig) -> Self {
+        Self { cfg, base: Instant::now(), map: Mutex::new(HashMap::new()) }
+    }
+
+    fn key(owner: &str, id: &str) -> String {
+        format!("{owner}:{id}")
+    }
+
+    /// Open a session for `owner`, attaching `state` built from the new id.
+    pub fn open(&self, owner: &str, state: impl FnOnce(&str) -> T) -> Result<(String, std::sync::Arc<T>), OpenError> {
+        let id = new_session_id().map_err(|_| OpenError::Rng)?;
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        self.expire_locked(&mut map);
+        if map.len() >= self.cfg.max_total {
+            return Err(OpenError::TotalCap);
+        }
+        if map.values().filter(|(e, _)| e.owner == owner).count() >= self.cfg.max_per_client {
+            return Err(OpenError::OwnerCap);
+        }
+        let entry = SessionEntry { id: id.clone(), owner: owner.to_owned(), created: Instant::now(), last_used_ms: AtomicU64::new(0) };
+        entry.touch(self.base);
+        let state = std::sync::Arc::new(state(&id));
+        map.insert(Self::key(owner, &id), (entry, state.clone()));
+        Ok((id, state))
+    }
+
+    /// The session `id` of `owner`, if it is open and not expired; marks it used.
+    pub fn get(&self, owner: &str, id: &str) -> Result<std::sync::Arc<T>, Lookup> {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        let key = Self::key(owner, id);
+        let expired = match map.get(&key) {
+            None => return Err(Lookup::NotFound),
+            Some((e, _)) => self.is_expired(e),
+        };
+        if expired {
+            map.remove(&key);
+            return Err(Lookup::NotFound);
+        }
+        let (e, s) = map.get(&key).ok_or(Lookup::NotFound)?;
+        e.touch(self.base);
+        Ok(s.clone())
+    }
+
+    /// End a session; returns its state so the transport can close upstream links.
+    pub fn remove(&self, owner: &str, id: &str) -> Option<std::sync::Arc<T>> {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        map.remove(&Self::key(owner, id)).map(|(_, s)| s)
+    }
+
+    /// Remove expired sessions; returns their states for cleanup.
+    pub fn sweep(&self) -> Vec<std::sync::Arc<T>> {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        self.expire_locked(&mut map)
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.lock().map(|m| m.len()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn is_expired(&self, e: &SessionEntry) -> bool {
+        let now_ms = self.base.elapsed().as_millis() as u64;
+        let idle = Duration::from_millis(now_ms.saturating_sub(e.last_used_ms.load(Ordering::Relaxed)));
+        idle > Duration::from_secs(self.cfg.idle_timeout_secs) || e.created.elapsed() > Duration::from_secs(self.cfg.absolute_timeout_secs)
+    }
+
+    fn expire_locked(&self, map: &mut HashMap<String, (SessionEntry, std::sync::Arc<T>)>) -> Vec<std::sync::Arc<T>> {
+        let dead: Vec<String> = map.iter().filter(|(_, (e, _))| self.is_expired(e)).map(|(k, _)| k.clone()).collect();
+        dead.iter().filter_map(|k| map.remove(k)).map(|(_, s)| s).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(idle: u64, abs: u64, per: usize, total: usize) -> SessionConfig {
+        SessionConfig { idle_timeout_secs: idle, absolute_timeout_secs: abs, max_per_client: per, max_total: total }
+    }
+
+    #[test]
+    fn ids_are_random_visible_ascii_and_long() {
+        let a = new_session_id().unwrap();
+        let b = new_session_id().unwrap();
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 43);
+        assert!(a.bytes().all(|c| (0x21..=0x7e).contains(&c)));
+        assert_ne!(fingerprint(&a), a);
+    }
+
+    #[test]
+    fn sessions_are_bound_to_their_owner() {
+        let s: Sessions<()> = Sessions::new(cfg(60, 600, 4, 10));
+        let (id, _) = s.open("alice", |_| ()).unwrap();
+        assert!(s.get("alice", &id).is_ok());
+        assert_eq!(s.get("mallory", &id).err(), Some(Lookup::NotFound));
+        assert_eq!(s.get("alice", "forged").err(), Some(Lookup::NotFound));
+        assert!(s.remove("alice", &id).is_some());
+        assert_eq!(s.get("alice", &id).err(), Some(Lookup::NotFound));
+    }
+
+    #[test]
+    fn caps_per_owner_and_in_total() {
+        let s: Sessions<()> = Sessions::new(cfg(60, 600, 2, 3));
+        s.open("a", |_| ()).unwrap();
+        s.open("a", |_| ()).unwrap();
+        assert_eq!(s.open("a", |_| ()).err(), Some(OpenError::OwnerCap));
+        s.open("b", |_| ()).unwrap();
+        assert_eq!(s.open("c", |_| ()).err(), Some(OpenError::TotalCap));
+    }
+
+    #[test]
+    fn idle_sessions_expire() {
+        let s: Sessions<()> = Sessions::new(cfg(0, 600, 2, 3));
+        let (id, _) = s.open("a", |_| ()).unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(s.get("a", &id).err(), Some(Lookup::NotFound));
+    }
+}

@@ -1,0 +1,198 @@
+//! # warden
+//!
+//! The command line: `serve` (Streamable HTTP gateway), `wrap` (stdio wrapper) and `check-config`.
+//! It only parses arguments, loads configuration, sets up logging and the audit sink, and hands
+//! over to `warden-gateway`. It must not contain protocol or policy logic.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use warden_audit::{AuditSink, JsonLinesSink};
+use warden_config::{Config, LogFormat, UpstreamConfig};
+use warden_gateway::Gateway;
+
+#[derive(Parser)]
+#[command(name = "warden", version, about = "A security gateway for the Model Context Protocol")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the Streamable HTTP gateway in front of the configured upstreams.
+    Serve {
+        /// Configuration file (TOML).
+        #[arg(short, long, env = "WARDEN_CONFIG")]
+        config: PathBuf,
+    },
+    /// Wrap a stdio MCP server: use `warden wrap -- CMD ARGS` as a desktop client's server command.
+    Wrap {
+        /// Configuration file (TOML); its [[upstream]] entries are ignored.
+        #[arg(short, long, env = "WARDEN_CONFIG")]
+        config: Option<PathBuf>,
+        /// The server command and its arguments.
+        #[arg(last = true, required = true, num_args = 1..)]
+        command: Vec<String>,
+    },
+    /// Check a configuration file; prints every error as FILE:LINE:COL with a hint.
+    CheckConfig {
+        /// Configuration file (TOML).
+        file: PathBuf,
+    },
+}
+
+fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
+    warden_config::load_file(path).map_err(|d| {
+        eprint!("{}", d.render(&path.display().to_string()));
+        ExitCode::from(2)
+    })
+}
+
+fn init_logging(cfg: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.log.level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(false);
+    let _ = match cfg.log.format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+fn audit_sink(cfg: &Config) -> Result<Arc<dyn AuditSink>, ExitCode> {
+    JsonLinesSink::open(&cfg.audit.path).map(|s| Arc::new(s) as Arc<dyn AuditSink>).map_err(|e| {
+        eprintln!("warden: cannot open audit log {}: {e}", cfg.audit.path.display());
+        ExitCode::from(2)
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::CheckConfig { file } => match load(&file) {
+            Ok(cfg) => {
+                println!("{}: ok ({} upstream(s), listening on {}{})", file.display(), cfg.upstreams.len(), cfg.server.listen, cfg.server.path);
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        },
+        Command::Serve { config } => {
+            let cfg = match load(&config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            if cfg.upstreams.is_empty() {
+                eprintln!("{}:0:0: error: no [[upstream]] configured\n  hint: add at least one [[upstream]] with url or command", config.display());
+                return ExitCode::from(2);
+            }
+            run(cfg, serve)
+        }
+        Command::Wrap { config, command } => {
+            let mut cfg = match config {
+                Some(path) => match load(&path) {
+                    Ok(c) => c,
+                    Err(code) => return code,
+                },
+                None => Config::default(),
+            };
+            cfg.upstreams = vec![UpstreamConfig::stdio("wrapped", command)];
+            run(cfg, wrap)
+        }
+    }
+}
+
+fn run<F, Fut>(cfg: Config, f: F) -> ExitCode
+where
+    F: FnOnce(Config, Arc<dyn AuditSink>) -> Fut,
+    Fut: std::future::Future<Output = ExitCode>,
+{
+    init_logging(&cfg);
+    let audit = match audit_sink(&cfg) {
+        Ok(a) => a,
+        Err(code) => return code,
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("warden: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = rt.block_on(f(cfg, audit));
+    rt.shutdown_timeout(Duration::from_secs(2));
+    code
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+    }
+}
+
+async fn serve(cfg: Config, audit: Arc<dyn AuditSink>) -> ExitCode {
+    let listen = cfg.server.listen;
+    let path = cfg.server.path.clone();
+    let admin = cfg.admin.clone();
+    let gw = match Gateway::new(cfg, audit) {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("warden: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let listener = match tokio::net::TcpListener::bind(listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("warden: cannot listen on {listen}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let local = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    if let Some(admin) = admin {
+        match tokio::net::TcpListener::bind(admin.listen).await {
+            Ok(l) => {
+                eprintln!("warden: admin on http://{}/metrics", l.local_addr().map(|a| a.to_string()).unwrap_or_default());
+                tokio::spawn(warden_gateway::admin::serve(gw.clone(), l));
+            }
+            Err(e) => {
+                eprintln!("warden: cannot listen on {}: {e}", admin.listen);
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let sweeper = gw.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            for s in sweeper.sessions.sweep() {
+                for link in &s.links {
+                    if let warden_gateway::gateway::Link::Stdio(child) = link {
+                        child.shutdown().await;
+                    }
+                }
+            }
+            sweeper.metrics.sessions_open.set(sweeper.sessions.len() as i64);
+        }
+    });
+    eprintln!("warden: listening on http://{local}{path}");
+    tracing::info!(%local, "warden serving");
+    warden_gateway::downstream::http::serve(gw, listener, shutdown_signal()).await;
+    ExitCode::SUCCESS
+}
+
+async fn wrap(cfg: Config, audit: Arc<dyn AuditSink>) -> ExitCode {
+    let up = cfg.upstreams[0].clone();
+    let gw = match Gateway::new(cfg, audit) {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("warden: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let code = warden_gateway::downstream::stdio::wrap(gw, up).await;
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
