@@ -131,12 +131,19 @@ impl JsonLinesSink {
         let out: Box<dyn Write + Send> = if path.as_os_str() == "-" {
             Box::new(std::io::stderr())
         } else {
-            Box::new(std::fs::OpenOptions::new().create(true).append(true).open(path)?)
+            Box::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)?,
+            )
         };
         let (tx, rx) = sync_channel(65_536);
         let lost = Arc::new(AtomicU64::new(0));
         let lost2 = lost.clone();
-        std::thread::Builder::new().name("warden-audit".into()).spawn(move || write_loop(rx, out, &lost2))?;
+        std::thread::Builder::new()
+            .name("warden-audit".into())
+            .spawn(move || write_loop(rx, out, &lost2))?;
         Ok(Self { tx, lost })
     }
 }
@@ -165,7 +172,11 @@ impl AuditSink for JsonLinesSink {
             Ok(()) => {}
             Err(TrySendError::Full(ev)) | Err(TrySendError::Disconnected(ev)) => {
                 let n = self.lost.fetch_add(1, Ordering::Relaxed) + 1;
-                tracing::error!(lost = n, kind = ev.kind, "audit queue full: event not written");
+                tracing::error!(
+                    lost = n,
+                    kind = ev.kind,
+                    "audit queue full: event not written"
+                );
             }
         }
     }
@@ -204,7 +215,10 @@ mod tests {
         let mut ev = AuditEvent::new("mcp.refusal", Decision::Deny);
         ev.reason = Some("origin_not_allowed".into());
         ev.control = Some("P8.4");
-        ev.facts.insert("transport", serde_json::json!({"origin": "http://evil.example"}));
+        ev.facts.insert(
+            "transport",
+            serde_json::json!({"origin": "http://evil.example"}),
+        );
         sink.emit(ev);
         sink.emit(AuditEvent::new("mcp.request", Decision::Allow));
         drop(sink);
@@ -216,11 +230,17 @@ mod tests {
             }
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
-        let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
         assert_eq!(lines.len(), 2, "{text}");
         assert_eq!(lines[0]["decision"], "deny");
         assert_eq!(lines[0]["reason"], "origin_not_allowed");
-        assert_eq!(lines[0]["facts"]["transport"]["origin"], "http://evil.example");
+        assert_eq!(
+            lines[0]["facts"]["transport"]["origin"],
+            "http://evil.example"
+        );
         assert!(lines[0]["time"].as_str().unwrap().ends_with('Z'));
         let _ = std::fs::remove_file(&dir);
     }

@@ -28,7 +28,10 @@ impl Diagnostics {
     pub fn render(&self, file: &str) -> String {
         let mut out = String::new();
         for d in &self.0 {
-            out.push_str(&format!("{file}:{}:{}: error: {}\n  hint: {}\n", d.line, d.column, d.message, d.hint));
+            out.push_str(&format!(
+                "{file}:{}:{}: error: {}\n  hint: {}\n",
+                d.line, d.column, d.message, d.hint
+            ));
         }
         out
     }
@@ -46,13 +49,26 @@ impl std::error::Error for Diagnostics {}
 pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
-    let col = before.rfind('\n').map_or(before.len(), |nl| before.len() - nl - 1) + 1;
+    let col = before
+        .rfind('\n')
+        .map_or(before.len(), |nl| before.len() - nl - 1)
+        + 1;
     (line, col)
 }
 
-pub(crate) fn at(text: &str, span: Option<Range<usize>>, message: impl Into<String>, hint: impl Into<String>) -> Diagnostic {
+pub(crate) fn at(
+    text: &str,
+    span: Option<Range<usize>>,
+    message: impl Into<String>,
+    hint: impl Into<String>,
+) -> Diagnostic {
     let (line, column) = span.map_or((0, 0), |s| line_col(text, s.start));
-    Diagnostic { line, column, message: message.into(), hint: hint.into() }
+    Diagnostic {
+        line,
+        column,
+        message: message.into(),
+        hint: hint.into(),
+    }
 }
 
 fn hint_for(message: &str) -> String {
@@ -75,7 +91,17 @@ pub(crate) fn deserialize_all(text: &str) -> Result<Config, Diagnostics> {
     let (root, syntax) = DeTable::parse_recoverable(text);
     if !syntax.is_empty() {
         return Err(Diagnostics(
-            syntax.iter().map(|e| at(text, e.span(), e.message().trim(), "fix the TOML syntax at this place")).collect(),
+            syntax
+                .iter()
+                .map(|e| {
+                    at(
+                        text,
+                        e.span(),
+                        e.message().trim(),
+                        "fix the TOML syntax at this place",
+                    )
+                })
+                .collect(),
         ));
     }
     let span = root.span();
@@ -102,7 +128,9 @@ pub(crate) fn deserialize_all(text: &str) -> Result<Config, Diagnostics> {
 /// Remove the top-level entry the error at `span` belongs to: the last one starting before it (an
 /// element of an array of tables is removed alone). Returns false when nothing could be removed.
 fn set_aside(table: &mut DeTable<'_>, span: &Range<usize>) -> bool {
-    let start_of = |k: &toml::Spanned<toml::de::DeString<'_>>, v: &toml::Spanned<DeValue<'_>>| k.span().start.min(v.span().start);
+    let start_of = |k: &toml::Spanned<toml::de::DeString<'_>>, v: &toml::Spanned<DeValue<'_>>| {
+        k.span().start.min(v.span().start)
+    };
     let Some(key) = table
         .iter()
         .filter(|(k, v)| start_of(k, v) <= span.start)
@@ -114,8 +142,16 @@ fn set_aside(table: &mut DeTable<'_>, span: &Range<usize>) -> bool {
     if let Some(v) = table.get_mut(&key) {
         if let DeValue::Array(items) = v.get_mut() {
             let before = items.len();
-            let owner = items.iter().map(|i| i.span().start).filter(|s| *s <= span.start).max();
-            let kept: Vec<_> = items.iter().filter(|i| Some(i.span().start) != owner).cloned().collect();
+            let owner = items
+                .iter()
+                .map(|i| i.span().start)
+                .filter(|s| *s <= span.start)
+                .max();
+            let kept: Vec<_> = items
+                .iter()
+                .filter(|i| Some(i.span().start) != owner)
+                .cloned()
+                .collect();
             if kept.len() < before && !kept.is_empty() {
                 *items = kept.into_iter().collect();
                 return true;
@@ -126,7 +162,12 @@ fn set_aside(table: &mut DeTable<'_>, span: &Range<usize>) -> bool {
 }
 
 /// Span of a top-level key's value, or of element `index` of an array of tables.
-pub(crate) fn span_of(text: &str, key: &str, index: Option<usize>, field: Option<&str>) -> Option<Range<usize>> {
+pub(crate) fn span_of(
+    text: &str,
+    key: &str,
+    index: Option<usize>,
+    field: Option<&str>,
+) -> Option<Range<usize>> {
     let root = DeTable::parse(text).ok()?.into_inner();
     let (_, v) = root.iter().find(|(k, _)| k.get_ref().as_ref() == key)?;
     let node = match (v.get_ref(), index) {

@@ -18,13 +18,22 @@ pub use model::*;
 pub fn load_str(text: &str) -> Result<Config, Diagnostics> {
     let cfg = diagnostics::deserialize_all(text)?;
     let problems = validate::validate(&cfg, text);
-    if problems.is_empty() { Ok(cfg) } else { Err(Diagnostics(problems)) }
+    if problems.is_empty() {
+        Ok(cfg)
+    } else {
+        Err(Diagnostics(problems))
+    }
 }
 
 /// Read, parse and validate a configuration file.
 pub fn load_file(path: &std::path::Path) -> Result<Config, Diagnostics> {
     let text = std::fs::read_to_string(path).map_err(|e| {
-        Diagnostics(vec![Diagnostic { line: 0, column: 0, message: format!("cannot read {}: {e}", path.display()), hint: "check the path and its permissions".into() }])
+        Diagnostics(vec![Diagnostic {
+            line: 0,
+            column: 0,
+            message: format!("cannot read {}: {e}", path.display()),
+            hint: "check the path and its permissions".into(),
+        }])
     })?;
     load_str(&text)
 }

@@ -76,7 +76,11 @@ pub struct LimitsConfig {
 
 impl Default for LimitsConfig {
     fn default() -> Self {
-        Self { max_body_bytes: 4 * 1024 * 1024, max_json_depth: 64, max_upstream_message_bytes: 16 * 1024 * 1024 }
+        Self {
+            max_body_bytes: 4 * 1024 * 1024,
+            max_json_depth: 64,
+            max_upstream_message_bytes: 16 * 1024 * 1024,
+        }
     }
 }
 
@@ -96,7 +100,12 @@ pub struct SessionConfig {
 
 impl Default for SessionConfig {
     fn default() -> Self {
-        Self { idle_timeout_secs: 30 * 60, absolute_timeout_secs: 24 * 3600, max_per_client: 64, max_total: 10_000 }
+        Self {
+            idle_timeout_secs: 30 * 60,
+            absolute_timeout_secs: 24 * 3600,
+            max_per_client: 64,
+            max_total: 10_000,
+        }
     }
 }
 
@@ -117,7 +126,9 @@ pub struct AuditConfig {
 
 impl Default for AuditConfig {
     fn default() -> Self {
-        Self { path: PathBuf::from("warden-audit.jsonl") }
+        Self {
+            path: PathBuf::from("warden-audit.jsonl"),
+        }
     }
 }
 
@@ -140,7 +151,10 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        Self { format: LogFormat::Text, level: "info".into() }
+        Self {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
     }
 }
 
@@ -183,7 +197,9 @@ pub struct UpstreamConfig {
 }
 
 fn default_env_passthrough() -> Vec<String> {
-    ["PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TERM", "USER"].map(String::from).to_vec()
+    ["PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TERM", "USER"]
+        .map(String::from)
+        .to_vec()
 }
 fn default_timeout_ms() -> u64 {
     120_000
@@ -217,8 +233,10 @@ impl UpstreamConfig {
 impl ServerConfig {
     /// The Host allowlist in force: the configured one, or loopback names.
     pub fn effective_allowed_hosts(&self) -> Vec<String> {
-        self.allowed_hosts
-            .clone()
-            .unwrap_or_else(|| ["localhost", "127.0.0.1", "[::1]"].map(String::from).to_vec())
+        self.allowed_hosts.clone().unwrap_or_else(|| {
+            ["localhost", "127.0.0.1", "[::1]"]
+                .map(String::from)
+                .to_vec()
+        })
     }
 }

@@ -1,14 +1,19 @@
 //! Checks that need the whole configuration: one source per upstream, unique names and prefixes,
 //! safe listener settings. Each problem carries the place in the file it is about.
 
-use crate::diagnostics::{Diagnostic, at, span_of};
 use crate::Config;
+use crate::diagnostics::{Diagnostic, at, span_of};
 
 pub(crate) fn validate(cfg: &Config, text: &str) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     let server_at = |field: &str| span_of(text, "server", None, Some(field));
     if !cfg.server.path.starts_with('/') {
-        out.push(at(text, server_at("path"), "server.path must start with '/'", "write it like \"/mcp\""));
+        out.push(at(
+            text,
+            server_at("path"),
+            "server.path must start with '/'",
+            "write it like \"/mcp\"",
+        ));
     }
     if !cfg.server.listen.ip().is_loopback() && cfg.server.allowed_hosts.is_none() {
         out.push(at(
@@ -20,38 +25,85 @@ pub(crate) fn validate(cfg: &Config, text: &str) -> Vec<Diagnostic> {
     }
     if let Some(hosts) = &cfg.server.allowed_hosts {
         if hosts.is_empty() {
-            out.push(at(text, server_at("allowed_hosts"), "server.allowed_hosts is empty: every request would be refused", "list at least one host name"));
+            out.push(at(
+                text,
+                server_at("allowed_hosts"),
+                "server.allowed_hosts is empty: every request would be refused",
+                "list at least one host name",
+            ));
         }
     }
     for o in &cfg.server.allowed_origins {
         if !(o.starts_with("http://") || o.starts_with("https://")) || o.ends_with('/') {
-            out.push(at(text, server_at("allowed_origins"), format!("origin '{o}' is not of the form scheme://host[:port]"), "write e.g. \"https://app.example.com\" with no path or trailing slash"));
+            out.push(at(
+                text,
+                server_at("allowed_origins"),
+                format!("origin '{o}' is not of the form scheme://host[:port]"),
+                "write e.g. \"https://app.example.com\" with no path or trailing slash",
+            ));
         }
     }
     if cfg.limits.max_body_bytes == 0 || cfg.limits.max_json_depth == 0 {
-        out.push(at(text, span_of(text, "limits", None, None), "limits must be greater than zero", "raise the limit"));
+        out.push(at(
+            text,
+            span_of(text, "limits", None, None),
+            "limits must be greater than zero",
+            "raise the limit",
+        ));
     }
-    if cfg.sessions.idle_timeout_secs == 0 || cfg.sessions.absolute_timeout_secs < cfg.sessions.idle_timeout_secs {
-        out.push(at(text, span_of(text, "sessions", None, None), "sessions: idle_timeout_secs must be > 0 and <= absolute_timeout_secs", "e.g. idle 1800, absolute 86400"));
+    if cfg.sessions.idle_timeout_secs == 0
+        || cfg.sessions.absolute_timeout_secs < cfg.sessions.idle_timeout_secs
+    {
+        out.push(at(
+            text,
+            span_of(text, "sessions", None, None),
+            "sessions: idle_timeout_secs must be > 0 and <= absolute_timeout_secs",
+            "e.g. idle 1800, absolute 86400",
+        ));
     }
     let mut names = Vec::new();
     let mut prefixes = Vec::new();
     for (i, u) in cfg.upstreams.iter().enumerate() {
         let here = |field: &str| span_of(text, "upstream", Some(i), Some(field));
-        let valid_name = |s: &str| !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        let valid_name = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 64
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        };
         if !valid_name(&u.name) {
-            out.push(at(text, here("name"), format!("upstream name '{}' is not 1-64 of [A-Za-z0-9_-]", u.name), "rename it"));
+            out.push(at(
+                text,
+                here("name"),
+                format!("upstream name '{}' is not 1-64 of [A-Za-z0-9_-]", u.name),
+                "rename it",
+            ));
         }
         if names.contains(&u.name) {
-            out.push(at(text, here("name"), format!("upstream name '{}' is used twice", u.name), "give every upstream its own name"));
+            out.push(at(
+                text,
+                here("name"),
+                format!("upstream name '{}' is used twice", u.name),
+                "give every upstream its own name",
+            ));
         }
         names.push(u.name.clone());
         if let Some(p) = &u.prefix {
             if !valid_name(p) {
-                out.push(at(text, here("prefix"), format!("prefix '{p}' is not 1-64 of [A-Za-z0-9_-]"), "use letters, digits, '-' or '_'"));
+                out.push(at(
+                    text,
+                    here("prefix"),
+                    format!("prefix '{p}' is not 1-64 of [A-Za-z0-9_-]"),
+                    "use letters, digits, '-' or '_'",
+                ));
             }
             if prefixes.contains(p) {
-                out.push(at(text, here("prefix"), format!("prefix '{p}' is used by two upstreams"), "prefixes must be unique, or names would collide"));
+                out.push(at(
+                    text,
+                    here("prefix"),
+                    format!("prefix '{p}' is used by two upstreams"),
+                    "prefixes must be unique, or names would collide",
+                ));
             }
             prefixes.push(p.clone());
         }
@@ -70,7 +122,8 @@ pub(crate) fn validate(cfg: &Config, text: &str) -> Vec<Diagnostic> {
             }
             _ => {}
         }
-        if u.timeout_ms == 0 || u.initial_backoff_ms == 0 || u.max_backoff_ms < u.initial_backoff_ms {
+        if u.timeout_ms == 0 || u.initial_backoff_ms == 0 || u.max_backoff_ms < u.initial_backoff_ms
+        {
             out.push(at(text, here("name"), format!("upstream '{}': timeouts and backoff must be > 0 and max_backoff_ms >= initial_backoff_ms", u.name), "use the defaults unless you need otherwise"));
         }
     }
@@ -83,9 +136,13 @@ mod tests {
 
     #[test]
     fn defaults_are_secure() {
-        let cfg = load_str("[[upstream]]\nname = \"a\"\nurl = \"http://127.0.0.1:1/mcp\"\n").unwrap();
+        let cfg =
+            load_str("[[upstream]]\nname = \"a\"\nurl = \"http://127.0.0.1:1/mcp\"\n").unwrap();
         assert!(cfg.server.listen.ip().is_loopback());
-        assert_eq!(cfg.server.effective_allowed_hosts(), ["localhost", "127.0.0.1", "[::1]"]);
+        assert_eq!(
+            cfg.server.effective_allowed_hosts(),
+            ["localhost", "127.0.0.1", "[::1]"]
+        );
         assert_eq!(cfg.server.path, "/mcp");
     }
 
@@ -107,8 +164,14 @@ mod tests {
         let text = "[server]\nlisten = \"0.0.0.0:80\"\n\n[[upstream]]\nname = \"a\"\n\n[[upstream]]\nname = \"a\"\nurl = \"ftp://x\"\n\n[[upstream]]\nname = \"b\"\n";
         let errs = load_str(text).unwrap_err();
         let r = errs.render("w.toml");
-        assert!(r.contains("w.toml:2:") && r.contains("allowed_hosts"), "{r}");
-        assert!(r.contains("w.toml:5:") && r.contains("exactly one of url or command"), "{r}");
+        assert!(
+            r.contains("w.toml:2:") && r.contains("allowed_hosts"),
+            "{r}"
+        );
+        assert!(
+            r.contains("w.toml:5:") && r.contains("exactly one of url or command"),
+            "{r}"
+        );
         assert!(r.contains("w.toml:8:") && r.contains("used twice"), "{r}");
         assert!(r.contains("w.toml:9:") && r.contains("ftp://x"), "{r}");
         assert!(r.contains("w.toml:12:"), "{r}");

@@ -14,7 +14,9 @@ use crate::gateway::Gateway;
 
 pub async fn serve(gw: Arc<Gateway>, listener: TcpListener) {
     loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
         let gw = gw.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
@@ -23,15 +25,23 @@ pub async fn serve(gw: Arc<Gateway>, listener: TcpListener) {
                     let resp = match (req.method(), req.uri().path()) {
                         (&http::Method::GET, "/metrics") => {
                             gw.metrics.sessions_open.set(gw.sessions.len() as i64);
-                            respond::response(200, Some("application/openmetrics-text; version=1.0.0; charset=utf-8"), full(gw.metrics.render()))
+                            respond::response(
+                                200,
+                                Some("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+                                full(gw.metrics.render()),
+                            )
                         }
-                        (&http::Method::GET, "/healthz") => respond::response(200, Some("text/plain"), full("ok\n")),
+                        (&http::Method::GET, "/healthz") => {
+                            respond::response(200, Some("text/plain"), full("ok\n"))
+                        }
                         _ => respond::response(404, Some("text/plain"), full("not found\n")),
                     };
                     Ok::<_, Infallible>(resp)
                 }
             });
-            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), svc).await;
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
         });
     }
 }

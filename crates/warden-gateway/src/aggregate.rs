@@ -86,18 +86,36 @@ fn exposed(gw: &Gateway, idx: usize, name: &str, kind: ListKind) -> String {
 /// Resolve an exposed tool/prompt name to (upstream, original name).
 fn resolve_name(gw: &Gateway, kind: ListKind, name: &str) -> Option<(usize, String)> {
     for (idx, u) in gw.upstreams.iter().enumerate() {
-        if let Some(rest) = u.cfg.prefix.as_deref().and_then(|p| name.strip_prefix(p)).and_then(|r| r.strip_prefix('_')) {
+        if let Some(rest) = u
+            .cfg
+            .prefix
+            .as_deref()
+            .and_then(|p| name.strip_prefix(p))
+            .and_then(|r| r.strip_prefix('_'))
+        {
             return Some((idx, rest.to_owned()));
         }
     }
-    gw.catalog.lock().unwrap_or_else(|p| p.into_inner()).names.get(&(kind, name.to_owned())).cloned()
+    gw.catalog
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .names
+        .get(&(kind, name.to_owned()))
+        .cloned()
 }
 
 fn live(session: Option<&SessionState>, idx: usize) -> bool {
     session.is_none_or(|s| s.live[idx].load(std::sync::atomic::Ordering::Relaxed))
 }
 
-pub async fn dispatch(gw: Arc<Gateway>, mut ctx: Ctx, headers: Arc<HeaderMap>, bytes: Bytes, session: Option<Arc<SessionState>>, new_session_id: Option<String>) -> Response {
+pub async fn dispatch(
+    gw: Arc<Gateway>,
+    mut ctx: Ctx,
+    headers: Arc<HeaderMap>,
+    bytes: Bytes,
+    session: Option<Arc<SessionState>>,
+    new_session_id: Option<String>,
+) -> Response {
     let owner = owner_of(&ctx);
     let cleared = match gw.pipeline.client_message(bytes.clone(), &mut ctx).await {
         Ok(c) => c.0,
@@ -105,13 +123,27 @@ pub async fn dispatch(gw: Arc<Gateway>, mut ctx: Ctx, headers: Arc<HeaderMap>, b
             if let Some(id) = &new_session_id {
                 gw.sessions.remove(&owner, id);
             }
-            let id = Message::parse(&bytes).ok().and_then(|m| m.id().map(|i| i.get().to_owned()));
+            let id = Message::parse(&bytes)
+                .ok()
+                .and_then(|m| m.id().map(|i| i.get().to_owned()));
             let raw = id.and_then(|i| RawValue::from_string(i).ok());
             return refuse(&gw, &ctx, r, raw.as_deref());
         }
     };
     let Ok(msg) = Message::parse(&cleared) else {
-        return refuse(&gw, &ctx, Refusal::new(500, code::INTERNAL_ERROR, "internal_error", "P1.1", "Internal error", "report this"), None);
+        return refuse(
+            &gw,
+            &ctx,
+            Refusal::new(
+                500,
+                code::INTERNAL_ERROR,
+                "internal_error",
+                "P1.1",
+                "Internal error",
+                "report this",
+            ),
+            None,
+        );
     };
     let id = msg.id();
     let s = session.as_deref();
@@ -120,7 +152,15 @@ pub async fn dispatch(gw: Arc<Gateway>, mut ctx: Ctx, headers: Arc<HeaderMap>, b
         Kind::Response | Kind::Error => return client_response(&gw, &ctx, &headers, s, &msg).await,
         Kind::Notification => {
             for idx in (0..gw.upstreams.len()).filter(|i| live(s, *i)) {
-                let _ = gw.forward(idx, s, &headers, &msg, crate::pipeline::Cleared(cleared.clone())).await;
+                let _ = gw
+                    .forward(
+                        idx,
+                        s,
+                        &headers,
+                        &msg,
+                        crate::pipeline::Cleared(cleared.clone()),
+                    )
+                    .await;
             }
             gw.audit_done(&ctx, Decision::Allow, Some(202), None);
             return respond::accepted();
@@ -137,14 +177,26 @@ pub async fn dispatch(gw: Arc<Gateway>, mut ctx: Ctx, headers: Arc<HeaderMap>, b
             if let Some(sid) = &new_session_id {
                 gw.sessions.remove(&owner, sid);
             }
-            return refuse(&gw, &ctx, upstream_refusal(&UpstreamError::Unreachable("no upstream answered".into())), id);
+            return refuse(
+                &gw,
+                &ctx,
+                upstream_refusal(&UpstreamError::Unreachable("no upstream answered".into())),
+                id,
+            );
         }
         if let Some(sess) = &session {
             for idx in 0..gw.upstreams.len() {
-                sess.live[idx].store(answers.iter().any(|(i, _)| *i == idx), std::sync::atomic::Ordering::Relaxed);
+                sess.live[idx].store(
+                    answers.iter().any(|(i, _)| *i == idx),
+                    std::sync::atomic::Ordering::Relaxed,
+                );
             }
         }
-        let body = if method == "logging/setLevel" { local_result(id, "{}") } else { merge_init(&gw, id, &answers) };
+        let body = if method == "logging/setLevel" {
+            local_result(id, "{}")
+        } else {
+            merge_init(&gw, id, &answers)
+        };
         if let (Some(sess), true) = (&session, method == "initialize") {
             if let Ok(m) = Message::parse(&body) {
                 record_negotiation(&gw, sess, &m, new_session_id.as_deref(), &owner);
@@ -166,41 +218,107 @@ pub async fn dispatch(gw: Arc<Gateway>, mut ctx: Ctx, headers: Arc<HeaderMap>, b
     let target = match method.as_str() {
         "tools/call" => route_by_name(&gw, &msg, ListKind::Tools),
         "prompts/get" => route_by_name(&gw, &msg, ListKind::Prompts),
-        "resources/read" | "resources/subscribe" | "resources/unsubscribe" => route_by_uri(&gw, &msg),
+        "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+            route_by_uri(&gw, &msg)
+        }
         "completion/complete" => route_completion(&gw, &msg),
-        "subscriptions/listen" => return listen(gw.clone(), ctx, headers.clone(), s, &msg, cleared.clone()).await,
+        "subscriptions/listen" => {
+            return listen(gw.clone(), ctx, headers.clone(), s, &msg, cleared.clone()).await;
+        }
         _ => {
-            let status = if ctx.generation == Some(Generation::Stateless) { 404 } else { 200 };
-            let r = Refusal::new(status, code::METHOD_NOT_FOUND, "method_not_routable", "P1.1", format!("Method not found: {method}"), "this method is not routed across several upstreams");
+            let status = if ctx.generation == Some(Generation::Stateless) {
+                404
+            } else {
+                200
+            };
+            let r = Refusal::new(
+                status,
+                code::METHOD_NOT_FOUND,
+                "method_not_routable",
+                "P1.1",
+                format!("Method not found: {method}"),
+                "this method is not routed across several upstreams",
+            );
             return refuse(&gw, &ctx, r, id);
         }
     };
     let Some((idx, rewritten)) = target else {
-        let r = Refusal::new(200, code::INVALID_PARAMS, "unknown_name", "P1.1", "Unknown tool, prompt or resource", "list first; names carry their upstream's prefix");
+        let r = Refusal::new(
+            200,
+            code::INVALID_PARAMS,
+            "unknown_name",
+            "P1.1",
+            "Unknown tool, prompt or resource",
+            "list first; names carry their upstream's prefix",
+        );
         return refuse(&gw, &ctx, r, id);
     };
-    let out = rewritten.map(Bytes::from).unwrap_or_else(|| cleared.clone());
+    let out = rewritten
+        .map(Bytes::from)
+        .unwrap_or_else(|| cleared.clone());
     let Ok(fwd) = Message::parse(&out) else {
-        return refuse(&gw, &ctx, Refusal::new(500, code::INTERNAL_ERROR, "internal_error", "P1.1", "Internal error", "report this"), id);
+        return refuse(
+            &gw,
+            &ctx,
+            Refusal::new(
+                500,
+                code::INTERNAL_ERROR,
+                "internal_error",
+                "P1.1",
+                "Internal error",
+                "report this",
+            ),
+            id,
+        );
     };
     ctx.upstream = Some(gw.upstreams[idx].cfg.name.clone());
-    match gw.forward(idx, s, &headers, &fwd, crate::pipeline::Cleared(out.clone())).await {
-        Ok((reply, _)) => relay_tagged(&gw, ctx, idx, s, id.map(|i| i.get().to_owned()), reply).await,
+    match gw
+        .forward(
+            idx,
+            s,
+            &headers,
+            &fwd,
+            crate::pipeline::Cleared(out.clone()),
+        )
+        .await
+    {
+        Ok((reply, _)) => {
+            relay_tagged(&gw, ctx, idx, s, id.map(|i| i.get().to_owned()), reply).await
+        }
         Err(e) => refuse(&gw, &ctx, upstream_refusal(&e), id),
     }
 }
 
 fn local_result(id: Option<&RawValue>, result: &str) -> Bytes {
-    Bytes::from(format!(r#"{{"jsonrpc":"2.0","id":{},"result":{result}}}"#, id.map_or("null", |i| i.get())))
+    Bytes::from(format!(
+        r#"{{"jsonrpc":"2.0","id":{},"result":{result}}}"#,
+        id.map_or("null", |i| i.get())
+    ))
 }
 
 /// Forward to every live upstream and collect each final response (after the server guards).
-async fn fan_out(gw: &Gateway, ctx: &mut Ctx, headers: &HeaderMap, s: Option<&SessionState>, msg: &Message<'_>, cleared: &Bytes) -> Vec<(usize, Bytes)> {
+async fn fan_out(
+    gw: &Gateway,
+    ctx: &mut Ctx,
+    headers: &HeaderMap,
+    s: Option<&SessionState>,
+    msg: &Message<'_>,
+    cleared: &Bytes,
+) -> Vec<(usize, Bytes)> {
     let want = msg.id().map(|i| i.get().to_owned()).unwrap_or_default();
     let mut out = Vec::new();
     for idx in (0..gw.upstreams.len()).filter(|i| live(s, *i)) {
         let timeout = Duration::from_millis(gw.upstreams[idx].cfg.timeout_ms);
-        let answer = match gw.forward(idx, s, headers, msg, crate::pipeline::Cleared(cleared.clone())).await {
+        let answer = match gw
+            .forward(
+                idx,
+                s,
+                headers,
+                msg,
+                crate::pipeline::Cleared(cleared.clone()),
+            )
+            .await
+        {
             Ok((reply, sid)) => {
                 if let (Some(sess), Some(sid)) = (s, sid) {
                     if let Link::Http { session_id } = &sess.links[idx] {
@@ -212,11 +330,17 @@ async fn fan_out(gw: &Gateway, ctx: &mut Ctx, headers: &HeaderMap, s: Option<&Se
             Err(e) => Err(e),
         };
         let checked = match answer {
-            Ok(b) => gw.pipeline.server_message(b, ctx).await.map_err(|r| UpstreamError::Invalid(r.reason.into())),
+            Ok(b) => gw
+                .pipeline
+                .server_message(b, ctx)
+                .await
+                .map_err(|r| UpstreamError::Invalid(r.reason.into())),
             Err(e) => Err(e),
         };
         match checked {
-            Ok(b) if Message::parse(&b).is_ok_and(|m| m.kind() == Kind::Response) => out.push((idx, b)),
+            Ok(b) if Message::parse(&b).is_ok_and(|m| m.kind() == Kind::Response) => {
+                out.push((idx, b))
+            }
             Ok(_) | Err(_) => {
                 let mut ev = gw.event(ctx, "upstream.unavailable", Decision::Error);
                 ev.upstream = Some(gw.upstreams[idx].cfg.name.clone());
@@ -229,7 +353,11 @@ async fn fan_out(gw: &Gateway, ctx: &mut Ctx, headers: &HeaderMap, s: Option<&Se
 }
 
 /// The final response to request `want` in a reply (other frames are not needed here).
-async fn final_message(reply: Reply, want: &str, timeout: Duration) -> Result<Bytes, UpstreamError> {
+async fn final_message(
+    reply: Reply,
+    want: &str,
+    timeout: Duration,
+) -> Result<Bytes, UpstreamError> {
     match reply {
         Reply::Body { body, .. } => Ok(body),
         Reply::Accepted => Err(UpstreamError::Invalid("no response to a request".into())),
@@ -240,7 +368,10 @@ async fn final_message(reply: Reply, want: &str, timeout: Duration) -> Result<By
                 Ok(Some(Err(e))) => return Err(e),
                 Ok(Some(Ok(f))) => {
                     if let Some(d) = f.data {
-                        if Message::parse(&d).is_ok_and(|m| matches!(m.kind(), Kind::Response | Kind::Error) && m.id().map(|i| i.get()) == Some(want)) {
+                        if Message::parse(&d).is_ok_and(|m| {
+                            matches!(m.kind(), Kind::Response | Kind::Error)
+                                && m.id().map(|i| i.get()) == Some(want)
+                        }) {
                             return Ok(d);
                         }
                     }
@@ -251,12 +382,18 @@ async fn final_message(reply: Reply, want: &str, timeout: Duration) -> Result<By
 }
 
 fn result_of(b: &Bytes) -> Option<Map<String, Value>> {
-    Message::parse(b).ok()?.result().and_then(|r| serde_json::from_str(r.get()).ok())
+    Message::parse(b)
+        .ok()?
+        .result()
+        .and_then(|r| serde_json::from_str(r.get()).ok())
 }
 
 /// Merge `initialize` / `server/discover` results: capabilities unioned, Warden as serverInfo.
 fn merge_init(gw: &Gateway, id: Option<&RawValue>, answers: &[(usize, Bytes)]) -> Bytes {
-    let mut base = answers.first().and_then(|(_, b)| result_of(b)).unwrap_or_default();
+    let mut base = answers
+        .first()
+        .and_then(|(_, b)| result_of(b))
+        .unwrap_or_default();
     let mut caps = Map::new();
     let mut instructions = Vec::new();
     for (idx, b) in answers {
@@ -283,7 +420,10 @@ fn merge_init(gw: &Gateway, id: Option<&RawValue>, answers: &[(usize, Bytes)]) -
         }
     }
     base.insert("capabilities".into(), Value::Object(caps));
-    base.insert("serverInfo".into(), serde_json::json!({"name": "warden", "version": env!("CARGO_PKG_VERSION")}));
+    base.insert(
+        "serverInfo".into(),
+        serde_json::json!({"name": "warden", "version": env!("CARGO_PKG_VERSION")}),
+    );
     if instructions.is_empty() {
         base.remove("instructions");
     } else {
@@ -293,19 +433,37 @@ fn merge_init(gw: &Gateway, id: Option<&RawValue>, answers: &[(usize, Bytes)]) -
 }
 
 fn envelope_with(id: Option<&RawValue>, result: &Value) -> Bytes {
-    Bytes::from(format!(r#"{{"jsonrpc":"2.0","id":{},"result":{}}}"#, id.map_or("null", |i| i.get()), result))
+    Bytes::from(format!(
+        r#"{{"jsonrpc":"2.0","id":{},"result":{}}}"#,
+        id.map_or("null", |i| i.get()),
+        result
+    ))
 }
 
 /// Merge one kind of list across upstreams, prefixing names and withholding collisions.
-fn merge_list(gw: &Gateway, ctx: &Ctx, id: Option<&RawValue>, kind: ListKind, answers: &[(usize, Bytes)]) -> Bytes {
+fn merge_list(
+    gw: &Gateway,
+    ctx: &Ctx,
+    id: Option<&RawValue>,
+    kind: ListKind,
+    answers: &[(usize, Bytes)],
+) -> Bytes {
     let mut items: Vec<(usize, String, String, Map<String, Value>)> = Vec::new();
     let mut base = Map::new();
     for (idx, b) in answers {
         let Some(mut r) = result_of(b) else { continue };
         if let Some(Value::Array(list)) = r.remove(kind.key()) {
             for item in list {
-                let Value::Object(mut obj) = item else { continue };
-                let Some(orig) = obj.get(kind.name_field()).and_then(Value::as_str).map(str::to_owned) else { continue };
+                let Value::Object(mut obj) = item else {
+                    continue;
+                };
+                let Some(orig) = obj
+                    .get(kind.name_field())
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+                else {
+                    continue;
+                };
                 let name = exposed(gw, *idx, &orig, kind);
                 obj.insert(kind.name_field().into(), name.clone().into());
                 items.push((*idx, name, orig, obj));
@@ -315,7 +473,9 @@ fn merge_list(gw: &Gateway, ctx: &Ctx, id: Option<&RawValue>, kind: ListKind, an
         let private = r.get("cacheScope").and_then(Value::as_str) == Some("private");
         if base.is_empty() {
             base = r;
-        } else if let (Some(Value::Number(a)), Some(Value::Number(b))) = (base.get("ttlMs").cloned(), r.get("ttlMs")) {
+        } else if let (Some(Value::Number(a)), Some(Value::Number(b))) =
+            (base.get("ttlMs").cloned(), r.get("ttlMs"))
+        {
             if b.as_u64() < a.as_u64() {
                 base.insert("ttlMs".into(), Value::Number(b.clone()));
             }
@@ -342,7 +502,9 @@ fn merge_list(gw: &Gateway, ctx: &Ctx, id: Option<&RawValue>, kind: ListKind, an
             gw.audit.emit(ev);
             continue;
         }
-        catalog.names.insert((kind, name.clone()), (*idx, orig.clone()));
+        catalog
+            .names
+            .insert((kind, name.clone()), (*idx, orig.clone()));
         kept.push(Value::Object(obj.clone()));
     }
     base.insert(kind.key().into(), Value::Array(kept));
@@ -353,13 +515,24 @@ fn merge_list(gw: &Gateway, ctx: &Ctx, id: Option<&RawValue>, kind: ListKind, an
 fn rewrite_param(msg: &Message<'_>, field: &str, value: &str) -> Option<Vec<u8>> {
     let params: HashMap<&str, &RawValue> = serde_json::from_str(msg.params()?.get()).ok()?;
     let span = span_in(msg.raw(), params.get(field)?)?;
-    splice::replace(msg.raw(), span, serde_json::to_string(value).ok()?.as_bytes()).ok()
+    splice::replace(
+        msg.raw(),
+        span,
+        serde_json::to_string(value).ok()?.as_bytes(),
+    )
+    .ok()
 }
 
-fn route_by_name(gw: &Gateway, msg: &Message<'_>, kind: ListKind) -> Option<(usize, Option<Vec<u8>>)> {
+fn route_by_name(
+    gw: &Gateway,
+    msg: &Message<'_>,
+    kind: ListKind,
+) -> Option<(usize, Option<Vec<u8>>)> {
     let name = msg.params_view().ok()?.name?.into_owned();
     let (idx, orig) = resolve_name(gw, kind, &name)?;
-    let edit = (orig != name).then(|| rewrite_param(msg, "name", &orig)).flatten();
+    let edit = (orig != name)
+        .then(|| rewrite_param(msg, "name", &orig))
+        .flatten();
     Some((idx, edit))
 }
 
@@ -369,11 +542,17 @@ fn route_by_uri(gw: &Gateway, msg: &Message<'_>) -> Option<(usize, Option<Vec<u8
     if let Some((idx, _)) = catalog.names.get(&(ListKind::Resources, uri.clone())) {
         return Some((*idx, None));
     }
-    let by_template = catalog.names.iter().filter(|((k, _), _)| *k == ListKind::Templates).find(|((_, t), _)| {
-        let stem = t.split('{').next().unwrap_or(t);
-        !stem.is_empty() && uri.starts_with(stem)
-    });
-    by_template.map(|(_, (idx, _))| (*idx, None)).or(Some((0, None)))
+    let by_template = catalog
+        .names
+        .iter()
+        .filter(|((k, _), _)| *k == ListKind::Templates)
+        .find(|((_, t), _)| {
+            let stem = t.split('{').next().unwrap_or(t);
+            !stem.is_empty() && uri.starts_with(stem)
+        });
+    by_template
+        .map(|(_, (idx, _))| (*idx, None))
+        .or(Some((0, None)))
 }
 
 fn route_completion(gw: &Gateway, msg: &Message<'_>) -> Option<(usize, Option<Vec<u8>>)> {
@@ -394,13 +573,29 @@ fn route_completion(gw: &Gateway, msg: &Message<'_>) -> Option<(usize, Option<Ve
     match (r.kind.as_str(), r.name, r.uri) {
         ("ref/prompt", Some(name), _) => {
             let (idx, orig) = resolve_name(gw, ListKind::Prompts, &name)?;
-            let span = span_in(msg.raw(), serde_json::from_str::<HashMap<&str, &RawValue>>(p.r#ref.get()).ok()?.get("name")?)?;
-            let edit = (orig != name).then(|| splice::replace(msg.raw(), span, serde_json::to_string(&orig).ok()?.as_bytes()).ok()).flatten();
+            let span = span_in(
+                msg.raw(),
+                serde_json::from_str::<HashMap<&str, &RawValue>>(p.r#ref.get())
+                    .ok()?
+                    .get("name")?,
+            )?;
+            let edit = (orig != name)
+                .then(|| {
+                    splice::replace(
+                        msg.raw(),
+                        span,
+                        serde_json::to_string(&orig).ok()?.as_bytes(),
+                    )
+                    .ok()
+                })
+                .flatten();
             Some((idx, edit))
         }
         (_, _, Some(uri)) => {
             let catalog = gw.catalog.lock().unwrap_or_else(|p| p.into_inner());
-            let hit = catalog.names.iter().find(|((k, n), _)| matches!(k, ListKind::Resources | ListKind::Templates) && *n == uri);
+            let hit = catalog.names.iter().find(|((k, n), _)| {
+                matches!(k, ListKind::Resources | ListKind::Templates) && *n == uri
+            });
             Some((hit.map_or(0, |(_, (i, _))| *i), None))
         }
         _ => None,
@@ -416,7 +611,8 @@ fn tag_frame(idx: usize, mut f: Frame) -> Frame {
     if let Some(data) = &f.data {
         if let Ok(m) = Message::parse(data) {
             if let (Kind::Request, Some(span), Some(id)) = (m.kind(), m.id_span(), m.id()) {
-                let tagged = serde_json::to_string(&format!("{idx}~{}", id.get())).unwrap_or_default();
+                let tagged =
+                    serde_json::to_string(&format!("{idx}~{}", id.get())).unwrap_or_default();
                 if let Ok(b) = splice::replace(data, span, tagged.as_bytes()) {
                     f.data = Some(Bytes::from(b));
                     f.raw = None;
@@ -427,7 +623,11 @@ fn tag_frame(idx: usize, mut f: Frame) -> Frame {
     f
 }
 
-fn tagged(idx: usize, mut rx: mpsc::Receiver<Result<Frame, UpstreamError>>, tx: mpsc::Sender<Result<Frame, UpstreamError>>) {
+fn tagged(
+    idx: usize,
+    mut rx: mpsc::Receiver<Result<Frame, UpstreamError>>,
+    tx: mpsc::Sender<Result<Frame, UpstreamError>>,
+) {
     tokio::spawn(async move {
         while let Some(item) = rx.recv().await {
             if tx.send(item.map(|f| tag_frame(idx, f))).await.is_err() {
@@ -437,7 +637,14 @@ fn tagged(idx: usize, mut rx: mpsc::Receiver<Result<Frame, UpstreamError>>, tx: 
     });
 }
 
-async fn relay_tagged(gw: &Arc<Gateway>, ctx: Ctx, idx: usize, s: Option<&SessionState>, request_id: Option<String>, reply: Reply) -> Response {
+async fn relay_tagged(
+    gw: &Arc<Gateway>,
+    ctx: Ctx,
+    idx: usize,
+    s: Option<&SessionState>,
+    request_id: Option<String>,
+    reply: Reply,
+) -> Response {
     let reply = match reply {
         Reply::Stream { frames, sse } => {
             let (tx, rx) = mpsc::channel(64);
@@ -451,22 +658,61 @@ async fn relay_tagged(gw: &Arc<Gateway>, ctx: Ctx, idx: usize, s: Option<&Sessio
         (Transport::Stdio { shared }, _) => Some(shared.clone()),
         _ => None,
     };
-    let relay = Relay { timeout: Duration::from_millis(gw.upstreams[idx].cfg.timeout_ms), gw: gw.clone(), ctx, request_id, on_final: None, cancel, session_header: None };
+    let relay = Relay {
+        timeout: Duration::from_millis(gw.upstreams[idx].cfg.timeout_ms),
+        gw: gw.clone(),
+        ctx,
+        request_id,
+        on_final: None,
+        cancel,
+        session_header: None,
+    };
     relay.respond(reply).await
 }
 
 /// A client's answer to a tagged server request goes back to its upstream with the original id.
-async fn client_response(gw: &Arc<Gateway>, ctx: &Ctx, headers: &HeaderMap, s: Option<&SessionState>, msg: &Message<'_>) -> Response {
+async fn client_response(
+    gw: &Arc<Gateway>,
+    ctx: &Ctx,
+    headers: &HeaderMap,
+    s: Option<&SessionState>,
+    msg: &Message<'_>,
+) -> Response {
     let tag: Option<String> = msg.id().and_then(|i| serde_json::from_str(i.get()).ok());
-    let parsed = tag.as_deref().and_then(|t| t.split_once('~')).and_then(|(i, rest)| Some((i.parse::<usize>().ok()?, rest.to_owned())));
+    let parsed = tag
+        .as_deref()
+        .and_then(|t| t.split_once('~'))
+        .and_then(|(i, rest)| Some((i.parse::<usize>().ok()?, rest.to_owned())));
     let Some((idx, orig)) = parsed.filter(|(i, _)| *i < gw.upstreams.len()) else {
-        let r = Refusal::new(400, code::INVALID_REQUEST, "unknown_response_id", "P1.1", "Response to an unknown server request", "answer server requests with the id they carried");
+        let r = Refusal::new(
+            400,
+            code::INVALID_REQUEST,
+            "unknown_response_id",
+            "P1.1",
+            "Response to an unknown server request",
+            "answer server requests with the id they carried",
+        );
         return refuse(gw, ctx, r, None);
     };
-    let Some(span) = msg.id_span() else { return respond::accepted() };
-    let Ok(out) = splice::replace(msg.raw(), span, orig.as_bytes()) else { return respond::accepted() };
-    let Ok(fwd) = Message::parse(&out) else { return respond::accepted() };
-    match gw.forward(idx, s, headers, &fwd, crate::pipeline::Cleared(Bytes::from(out.clone()))).await {
+    let Some(span) = msg.id_span() else {
+        return respond::accepted();
+    };
+    let Ok(out) = splice::replace(msg.raw(), span, orig.as_bytes()) else {
+        return respond::accepted();
+    };
+    let Ok(fwd) = Message::parse(&out) else {
+        return respond::accepted();
+    };
+    match gw
+        .forward(
+            idx,
+            s,
+            headers,
+            &fwd,
+            crate::pipeline::Cleared(Bytes::from(out.clone())),
+        )
+        .await
+    {
         Ok(_) => {
             gw.audit_done(ctx, Decision::Allow, Some(202), None);
             respond::accepted()
@@ -476,10 +722,26 @@ async fn client_response(gw: &Arc<Gateway>, ctx: &Ctx, headers: &HeaderMap, s: O
 }
 
 /// `subscriptions/listen` across upstreams: one merged stream.
-async fn listen(gw: Arc<Gateway>, ctx: Ctx, headers: Arc<HeaderMap>, s: Option<&SessionState>, msg: &Message<'_>, cleared: Bytes) -> Response {
+async fn listen(
+    gw: Arc<Gateway>,
+    ctx: Ctx,
+    headers: Arc<HeaderMap>,
+    s: Option<&SessionState>,
+    msg: &Message<'_>,
+    cleared: Bytes,
+) -> Response {
     let (tx, rx) = mpsc::channel(64);
     for idx in (0..gw.upstreams.len()).filter(|i| live(s, *i)) {
-        if let Ok((reply, _)) = gw.forward(idx, s, &headers, msg, crate::pipeline::Cleared(cleared.clone())).await {
+        if let Ok((reply, _)) = gw
+            .forward(
+                idx,
+                s,
+                &headers,
+                msg,
+                crate::pipeline::Cleared(cleared.clone()),
+            )
+            .await
+        {
             match reply {
                 Reply::Stream { frames, .. } => tagged(idx, frames, tx.clone()),
                 Reply::Body { body, .. } => {
@@ -490,13 +752,35 @@ async fn listen(gw: Arc<Gateway>, ctx: Ctx, headers: Arc<HeaderMap>, s: Option<&
         }
     }
     drop(tx);
-    let relay = Relay { timeout: Duration::from_secs(3600), gw: gw.clone(), ctx, request_id: None, on_final: None, cancel: None, session_header: None };
-    relay.respond(Reply::Stream { frames: rx, sse: true }).await
+    let relay = Relay {
+        timeout: Duration::from_secs(3600),
+        gw: gw.clone(),
+        ctx,
+        request_id: None,
+        on_final: None,
+        cancel: None,
+        session_header: None,
+    };
+    relay
+        .respond(Reply::Stream {
+            frames: rx,
+            sse: true,
+        })
+        .await
 }
 
 /// The standalone GET stream across upstreams; `Last-Event-ID` goes only to the upstream it names.
-pub async fn get_stream(gw: Arc<Gateway>, ctx: Ctx, headers: HeaderMap, session: Arc<SessionState>) -> Response {
-    let last = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.split_once('~')).and_then(|(i, rest)| Some((i.parse::<usize>().ok()?, rest.to_owned())));
+pub async fn get_stream(
+    gw: Arc<Gateway>,
+    ctx: Ctx,
+    headers: HeaderMap,
+    session: Arc<SessionState>,
+) -> Response {
+    let last = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once('~'))
+        .and_then(|(i, rest)| Some((i.parse::<usize>().ok()?, rest.to_owned())));
     let (tx, rx) = mpsc::channel(64);
     for idx in (0..gw.upstreams.len()).filter(|i| live(Some(&session), *i)) {
         let mut h = headers.clone();
@@ -520,6 +804,19 @@ pub async fn get_stream(gw: Arc<Gateway>, ctx: Ctx, headers: HeaderMap, session:
         }
     }
     drop(tx);
-    let relay = Relay { timeout: Duration::from_secs(3600), gw: gw.clone(), ctx, request_id: None, on_final: None, cancel: None, session_header: None };
-    relay.respond(Reply::Stream { frames: rx, sse: true }).await
+    let relay = Relay {
+        timeout: Duration::from_secs(3600),
+        gw: gw.clone(),
+        ctx,
+        request_id: None,
+        on_final: None,
+        cancel: None,
+        session_header: None,
+    };
+    relay
+        .respond(Reply::Stream {
+            frames: rx,
+            sse: true,
+        })
+        .await
 }

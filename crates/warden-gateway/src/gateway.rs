@@ -23,7 +23,9 @@ use crate::upstream::{Reply, UpstreamError};
 pub enum Transport {
     Http(HttpUpstream),
     /// stdio: one child per downstream session, plus one shared child for stateless requests.
-    Stdio { shared: Arc<StdioUpstream> },
+    Stdio {
+        shared: Arc<StdioUpstream>,
+    },
 }
 
 pub struct Upstream {
@@ -69,12 +71,25 @@ impl Gateway {
         for u in &cfg.upstreams {
             let transport = match &u.url {
                 Some(_) => Transport::Http(HttpUpstream::new(u, max)?),
-                None => Transport::Stdio { shared: Arc::new(StdioUpstream::new(u.clone(), max, true, hook.clone())) },
+                None => Transport::Stdio {
+                    shared: Arc::new(StdioUpstream::new(u.clone(), max, true, hook.clone())),
+                },
             };
-            metrics.upstream_up.get_or_create(&UpstreamLabel { upstream: u.name.clone() }).set(1);
-            upstreams.push(Arc::new(Upstream { cfg: u.clone(), transport }));
+            metrics
+                .upstream_up
+                .get_or_create(&UpstreamLabel {
+                    upstream: u.name.clone(),
+                })
+                .set(1);
+            upstreams.push(Arc::new(Upstream {
+                cfg: u.clone(),
+                transport,
+            }));
         }
-        let limits = Limits { max_bytes: cfg.limits.max_body_bytes, max_depth: cfg.limits.max_json_depth };
+        let limits = Limits {
+            max_bytes: cfg.limits.max_body_bytes,
+            max_depth: cfg.limits.max_json_depth,
+        };
         Ok(Arc::new(Self {
             pipeline: Pipeline::new(&cfg),
             sessions: Sessions::new(cfg.sessions.clone()),
@@ -100,26 +115,51 @@ impl Gateway {
             .upstreams
             .iter()
             .map(|u| match &u.transport {
-                Transport::Http(_) => Link::Http { session_id: Mutex::new(None) },
-                Transport::Stdio { .. } => {
-                    Link::Stdio(Arc::new(StdioUpstream::new(u.cfg.clone(), self.cfg.limits.max_upstream_message_bytes, false, self.hook.clone())))
-                }
+                Transport::Http(_) => Link::Http {
+                    session_id: Mutex::new(None),
+                },
+                Transport::Stdio { .. } => Link::Stdio(Arc::new(StdioUpstream::new(
+                    u.cfg.clone(),
+                    self.cfg.limits.max_upstream_message_bytes,
+                    false,
+                    self.hook.clone(),
+                ))),
             })
             .collect();
-        let live = self.upstreams.iter().map(|_| AtomicBool::new(true)).collect();
-        SessionState { fingerprint, version: Mutex::new(None), links, live }
+        let live = self
+            .upstreams
+            .iter()
+            .map(|_| AtomicBool::new(true))
+            .collect();
+        SessionState {
+            fingerprint,
+            version: Mutex::new(None),
+            links,
+            live,
+        }
     }
 
     /// Send a cleared message to upstream `idx`, over the session's link when there is one.
-    pub async fn forward(&self, idx: usize, session: Option<&SessionState>, headers: &HeaderMap, msg: &Message<'_>, cleared: Cleared) -> Result<(Reply, Option<String>), UpstreamError> {
+    pub async fn forward(
+        &self,
+        idx: usize,
+        session: Option<&SessionState>,
+        headers: &HeaderMap,
+        msg: &Message<'_>,
+        cleared: Cleared,
+    ) -> Result<(Reply, Option<String>), UpstreamError> {
         let up = &self.upstreams[idx];
         let result = match (&up.transport, session.map(|s| &s.links[idx])) {
             (Transport::Http(h), link) => {
                 let sid = match link {
-                    Some(Link::Http { session_id }) => session_id.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+                    Some(Link::Http { session_id }) => {
+                        session_id.lock().unwrap_or_else(|p| p.into_inner()).clone()
+                    }
                     _ => None,
                 };
-                h.send(Method::POST, headers, sid.as_deref(), cleared.0).await.map(|a| (a.reply, a.session_id))
+                h.send(Method::POST, headers, sid.as_deref(), cleared.0)
+                    .await
+                    .map(|a| (a.reply, a.session_id))
             }
             (Transport::Stdio { shared }, link) => {
                 let child = match link {
@@ -132,7 +172,10 @@ impl Gateway {
                     child.remember_init(None, Some(cleared.0.clone()));
                 }
                 let sent = if msg.kind() == Kind::Request {
-                    child.request(msg, progress_token_of(msg)).await.map(|frames| Reply::Stream { frames, sse: false })
+                    child
+                        .request(msg, progress_token_of(msg))
+                        .await
+                        .map(|frames| Reply::Stream { frames, sse: false })
                 } else {
                     child.send(&cleared.0).await.map(|()| Reply::Accepted)
                 };
@@ -142,24 +185,45 @@ impl Gateway {
                 sent.map(|r| (r, None))
             }
         };
-        self.metrics.upstream_up.get_or_create(&UpstreamLabel { upstream: up.cfg.name.clone() }).set(i64::from(result.is_ok()));
+        self.metrics
+            .upstream_up
+            .get_or_create(&UpstreamLabel {
+                upstream: up.cfg.name.clone(),
+            })
+            .set(i64::from(result.is_ok()));
         result
     }
 
     /// Send a non-POST request (GET stream, DELETE) to an HTTP upstream over the session's link.
-    pub async fn forward_http(&self, idx: usize, session: &SessionState, method: Method, headers: &HeaderMap) -> Option<Result<crate::upstream::http::HttpAnswer, UpstreamError>> {
-        let Transport::Http(h) = &self.upstreams[idx].transport else { return None };
-        let Link::Http { session_id } = &session.links[idx] else { return None };
+    pub async fn forward_http(
+        &self,
+        idx: usize,
+        session: &SessionState,
+        method: Method,
+        headers: &HeaderMap,
+    ) -> Option<Result<crate::upstream::http::HttpAnswer, UpstreamError>> {
+        let Transport::Http(h) = &self.upstreams[idx].transport else {
+            return None;
+        };
+        let Link::Http { session_id } = &session.links[idx] else {
+            return None;
+        };
         let sid = session_id.lock().unwrap_or_else(|p| p.into_inner()).clone();
         Some(h.send(method, headers, sid.as_deref(), Bytes::new()).await)
     }
 
     /// Record a refusal: audit event and metrics.
     pub fn audit_refusal(&self, ctx: &Ctx, r: &Refusal, msg: Option<&Message<'_>>) {
-        self.metrics.refusals.get_or_create(&crate::metrics::ReasonLabel { reason: r.reason }).inc();
+        self.metrics
+            .refusals
+            .get_or_create(&crate::metrics::ReasonLabel { reason: r.reason })
+            .inc();
         self.metrics
             .requests
-            .get_or_create(&crate::metrics::RequestLabels { method: crate::metrics::method_label(ctx.method.as_deref()), decision: "deny" })
+            .get_or_create(&crate::metrics::RequestLabels {
+                method: crate::metrics::method_label(ctx.method.as_deref()),
+                decision: "deny",
+            })
             .inc();
         let mut ev = self.event(ctx, "mcp.refusal", Decision::Deny);
         ev.reason = Some(r.reason.into());
@@ -176,7 +240,10 @@ impl Gateway {
         let mut ev = AuditEvent::new(kind, decision);
         ev.request_id = Some(ctx.request_id.clone());
         ev.session = ctx.session.clone();
-        ev.client = ctx.client.map(|c| c.to_string()).or_else(|| Some("stdio".into()));
+        ev.client = ctx
+            .client
+            .map(|c| c.to_string())
+            .or_else(|| Some("stdio".into()));
         ev.subject = ctx.subject.clone();
         ev.upstream = ctx.upstream.clone();
         ev.method = ctx.method.clone();
@@ -187,7 +254,13 @@ impl Gateway {
     }
 
     /// Record a completed exchange.
-    pub fn audit_done(&self, ctx: &Ctx, decision: Decision, status: Option<u16>, reason: Option<&'static str>) {
+    pub fn audit_done(
+        &self,
+        ctx: &Ctx,
+        decision: Decision,
+        status: Option<u16>,
+        reason: Option<&'static str>,
+    ) {
         let label = match decision {
             Decision::Allow => "allow",
             Decision::Deny => "deny",
@@ -195,8 +268,17 @@ impl Gateway {
             Decision::Info => "info",
         };
         let method = crate::metrics::method_label(ctx.method.as_deref());
-        self.metrics.requests.get_or_create(&crate::metrics::RequestLabels { method, decision: label }).inc();
-        self.metrics.latency.get_or_create(&crate::metrics::MethodLabel { method }).observe(ctx.started.elapsed().as_secs_f64());
+        self.metrics
+            .requests
+            .get_or_create(&crate::metrics::RequestLabels {
+                method,
+                decision: label,
+            })
+            .inc();
+        self.metrics
+            .latency
+            .get_or_create(&crate::metrics::MethodLabel { method })
+            .observe(ctx.started.elapsed().as_secs_f64());
         let mut ev = self.event(ctx, "mcp.request", decision);
         ev.status = status;
         ev.reason = reason.map(Into::into);
@@ -206,7 +288,9 @@ impl Gateway {
 
 fn progress_token_of(msg: &Message<'_>) -> Option<String> {
     let p = msg.params_view().ok()?;
-    p.meta.and_then(|m| m.progress_token).map(|t| t.get().to_owned())
+    p.meta
+        .and_then(|m| m.progress_token)
+        .map(|t| t.get().to_owned())
 }
 
 pub fn truncate(s: &str, max: usize) -> String {
@@ -222,10 +306,18 @@ pub fn truncate(s: &str, max: usize) -> String {
 
 fn event_hook(audit: Arc<dyn AuditSink>, metrics: Arc<Metrics>) -> EventHook {
     Arc::new(move |kind: &'static str, detail: String| {
-        let decision = if kind == "upstream.exit" || kind.ends_with("error") || kind.ends_with("overflow") { Decision::Error } else { Decision::Info };
+        let decision =
+            if kind == "upstream.exit" || kind.ends_with("error") || kind.ends_with("overflow") {
+                Decision::Error
+            } else {
+                Decision::Info
+            };
         if kind == "upstream.exit" {
             let name = detail.split(':').next().unwrap_or_default().to_owned();
-            metrics.upstream_restarts.get_or_create(&UpstreamLabel { upstream: name }).inc();
+            metrics
+                .upstream_restarts
+                .get_or_create(&UpstreamLabel { upstream: name })
+                .inc();
         }
         tracing::info!(kind, %detail, "upstream event");
         let mut ev = AuditEvent::new(kind, decision);

@@ -39,16 +39,39 @@ pub struct Refusal {
 }
 
 impl Refusal {
-    pub fn new(status: u16, rpc_code: i64, reason: &'static str, control: &'static str, message: impl Into<Cow<'static, str>>, hint: impl Into<Cow<'static, str>>) -> Self {
-        Self { status, rpc_code, reason, control, message: message.into(), hint: hint.into(), data: None, retry_after: None }
+    pub fn new(
+        status: u16,
+        rpc_code: i64,
+        reason: &'static str,
+        control: &'static str,
+        message: impl Into<Cow<'static, str>>,
+        hint: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        Self {
+            status,
+            rpc_code,
+            reason,
+            control,
+            message: message.into(),
+            hint: hint.into(),
+            data: None,
+            retry_after: None,
+        }
     }
     pub fn with_data(mut self, key: &str, value: serde_json::Value) -> Self {
-        self.data.get_or_insert_with(Default::default).insert(key.into(), value);
+        self.data
+            .get_or_insert_with(Default::default)
+            .insert(key.into(), value);
         self
     }
     /// The JSON-RPC error body for this refusal.
     pub fn to_rpc_error(&self) -> warden_proto::error::RpcError {
-        let mut e = warden_proto::error::RpcError::new(self.rpc_code, self.message.clone(), self.reason, self.hint.clone());
+        let mut e = warden_proto::error::RpcError::new(
+            self.rpc_code,
+            self.message.clone(),
+            self.reason,
+            self.hint.clone(),
+        );
         e.extra = self.data.clone();
         e
     }

@@ -45,19 +45,41 @@ pub struct Metrics {
 
 /// MCP methods with their own label value; anything else is `other`.
 const METHODS: [&str; 24] = [
-    "initialize", "ping", "tools/list", "tools/call", "prompts/list", "prompts/get", "resources/list",
-    "resources/read", "resources/templates/list", "resources/subscribe", "resources/unsubscribe",
-    "completion/complete", "logging/setLevel", "server/discover", "subscriptions/listen",
-    "notifications/initialized", "notifications/cancelled", "notifications/progress",
-    "notifications/roots/list_changed", "sampling/createMessage", "elicitation/create", "roots/list",
-    "tasks/get", "tasks/result",
+    "initialize",
+    "ping",
+    "tools/list",
+    "tools/call",
+    "prompts/list",
+    "prompts/get",
+    "resources/list",
+    "resources/read",
+    "resources/templates/list",
+    "resources/subscribe",
+    "resources/unsubscribe",
+    "completion/complete",
+    "logging/setLevel",
+    "server/discover",
+    "subscriptions/listen",
+    "notifications/initialized",
+    "notifications/cancelled",
+    "notifications/progress",
+    "notifications/roots/list_changed",
+    "sampling/createMessage",
+    "elicitation/create",
+    "roots/list",
+    "tasks/get",
+    "tasks/result",
 ];
 
 /// The label value for a method name.
 pub fn method_label(method: Option<&str>) -> &'static str {
     match method {
         None => "response",
-        Some(m) => METHODS.iter().find(|k| **k == m).copied().unwrap_or("other"),
+        Some(m) => METHODS
+            .iter()
+            .find(|k| **k == m)
+            .copied()
+            .unwrap_or("other"),
     }
 }
 
@@ -66,19 +88,49 @@ impl Metrics {
         let mut registry = Registry::with_prefix("warden");
         let requests = Family::<RequestLabels, Counter>::default();
         let latency = Family::<MethodLabel, Histogram>::new_with_constructor(|| {
-            Histogram::new([0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1.0, 5.0, 30.0])
+            Histogram::new([
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1.0, 5.0, 30.0,
+            ])
         });
         let refusals = Family::<ReasonLabel, Counter>::default();
         let sessions_open = Gauge::<i64, AtomicI64>::default();
         let upstream_up = Family::<UpstreamLabel, Gauge<i64, AtomicI64>>::default();
         let upstream_restarts = Family::<UpstreamLabel, Counter>::default();
-        registry.register("requests", "MCP messages handled, by method and decision", requests.clone());
-        registry.register("request_duration_seconds", "Time from request to final answer", latency.clone());
+        registry.register(
+            "requests",
+            "MCP messages handled, by method and decision",
+            requests.clone(),
+        );
+        registry.register(
+            "request_duration_seconds",
+            "Time from request to final answer",
+            latency.clone(),
+        );
         registry.register("refusals", "Refusals by reason code", refusals.clone());
-        registry.register("sessions_open", "Open downstream sessions", sessions_open.clone());
-        registry.register("upstream_up", "1 when the last exchange with the upstream succeeded", upstream_up.clone());
-        registry.register("upstream_exits", "Upstream process exits", upstream_restarts.clone());
-        Self { registry, requests, latency, refusals, sessions_open, upstream_up, upstream_restarts }
+        registry.register(
+            "sessions_open",
+            "Open downstream sessions",
+            sessions_open.clone(),
+        );
+        registry.register(
+            "upstream_up",
+            "1 when the last exchange with the upstream succeeded",
+            upstream_up.clone(),
+        );
+        registry.register(
+            "upstream_exits",
+            "Upstream process exits",
+            upstream_restarts.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            latency,
+            refusals,
+            sessions_open,
+            upstream_up,
+            upstream_restarts,
+        }
     }
 
     /// The OpenMetrics text exposition.
@@ -104,10 +156,23 @@ mod tests {
     #[test]
     fn renders_counters_with_bounded_labels() {
         let m = Metrics::new();
-        m.requests.get_or_create(&RequestLabels { method: method_label(Some("tools/call")), decision: "allow" }).inc();
-        m.requests.get_or_create(&RequestLabels { method: method_label(Some("evil/\"injected")), decision: "deny" }).inc();
+        m.requests
+            .get_or_create(&RequestLabels {
+                method: method_label(Some("tools/call")),
+                decision: "allow",
+            })
+            .inc();
+        m.requests
+            .get_or_create(&RequestLabels {
+                method: method_label(Some("evil/\"injected")),
+                decision: "deny",
+            })
+            .inc();
         let text = m.render();
-        assert!(text.contains(r#"warden_requests_total{method="tools/call",decision="allow"} 1"#), "{text}");
+        assert!(
+            text.contains(r#"warden_requests_total{method="tools/call",decision="allow"} 1"#),
+            "{text}"
+        );
         assert!(text.contains(r#"method="other""#));
         assert!(!text.contains("injected"));
     }

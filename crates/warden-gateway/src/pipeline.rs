@@ -45,7 +45,9 @@ impl Pipeline {
     }
 
     pub fn from_guards(guards: Vec<Box<dyn Guard>>) -> Self {
-        Self { guards: Arc::new(guards) }
+        Self {
+            guards: Arc::new(guards),
+        }
     }
 
     /// Names in order (for `warden check-config` and tests).
@@ -79,13 +81,24 @@ impl Pipeline {
         while i < n {
             let rewritten = {
                 let msg = Message::parse(&raw).map_err(|e| {
-                    Refusal::new(502, e.code(), "guard_rewrite_invalid", "P1.1", "A guard produced an invalid message", e.to_string())
+                    Refusal::new(
+                        502,
+                        e.code(),
+                        "guard_rewrite_invalid",
+                        "P1.1",
+                        "A guard produced an invalid message",
+                        e.to_string(),
+                    )
                 })?;
                 let mut out = None;
                 while i < n {
                     let g = &self.guards[if reverse { n - 1 - i } else { i }];
                     i += 1;
-                    let check = if reverse { g.server_message(&msg, ctx) } else { g.client_message(&msg, ctx) };
+                    let check = if reverse {
+                        g.server_message(&msg, ctx)
+                    } else {
+                        g.client_message(&msg, ctx)
+                    };
                     match check.resolve().await {
                         Verdict::Continue => {}
                         Verdict::Deny(r) => return Err(with_guard(r, g.name(), ctx)),
@@ -128,25 +141,43 @@ mod tests {
         }
         fn server_message<'a>(&'a self, _m: &'a Message<'a>, _c: &'a mut Ctx) -> Check<'a> {
             self.1.lock().unwrap().push(format!("s:{}", self.0));
-            if self.0 == "b" { Check::Ready(Verdict::Rewrite(br#"{"jsonrpc":"2.0","id":1,"result":{"x":2}}"#.to_vec())) } else { Check::Ready(Verdict::Continue) }
+            if self.0 == "b" {
+                Check::Ready(Verdict::Rewrite(
+                    br#"{"jsonrpc":"2.0","id":1,"result":{"x":2}}"#.to_vec(),
+                ))
+            } else {
+                Check::Ready(Verdict::Continue)
+            }
         }
     }
 
     #[tokio::test]
     async fn client_walk_is_top_down_server_walk_bottom_up() {
         let log = Arc::new(Mutex::new(Vec::new()));
-        let p = Pipeline::from_guards(vec![Box::new(Tracer("a", log.clone())), Box::new(Tracer("b", log.clone()))]);
+        let p = Pipeline::from_guards(vec![
+            Box::new(Tracer("a", log.clone())),
+            Box::new(Tracer("b", log.clone())),
+        ]);
         let mut ctx = Ctx::test();
         let raw = Bytes::from_static(br#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#);
         let out = p.client_message(raw.clone(), &mut ctx).await.unwrap();
         assert_eq!(out.0, raw, "untouched messages pass as the same bytes");
-        let out = p.server_message(Bytes::from_static(br#"{"jsonrpc":"2.0","id":1,"result":{}}"#), &mut ctx).await.unwrap();
+        let out = p
+            .server_message(
+                Bytes::from_static(br#"{"jsonrpc":"2.0","id":1,"result":{}}"#),
+                &mut ctx,
+            )
+            .await
+            .unwrap();
         assert_eq!(&out[..], br#"{"jsonrpc":"2.0","id":1,"result":{"x":2}}"#);
         assert_eq!(*log.lock().unwrap(), ["c:a", "c:b", "s:b", "s:a"]);
     }
 
     #[test]
     fn default_order_is_pinned() {
-        assert_eq!(Pipeline::new(&Config::default()).names(), ["host_origin", "stateless_rules"]);
+        assert_eq!(
+            Pipeline::new(&Config::default()).names(),
+            ["host_origin", "stateless_rules"]
+        );
     }
 }

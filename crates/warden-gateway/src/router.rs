@@ -23,7 +23,14 @@ fn refuse(gw: &Gateway, ctx: &Ctx, r: Refusal, msg: Option<&Message<'_>>) -> Res
 }
 
 /// Guards, routing and forwarding for one POSTed message.
-pub async fn dispatch(gw: Arc<Gateway>, mut ctx: Ctx, headers: Arc<HeaderMap>, bytes: Bytes, session: Option<Arc<SessionState>>, new_session_id: Option<String>) -> Response {
+pub async fn dispatch(
+    gw: Arc<Gateway>,
+    mut ctx: Ctx,
+    headers: Arc<HeaderMap>,
+    bytes: Bytes,
+    session: Option<Arc<SessionState>>,
+    new_session_id: Option<String>,
+) -> Response {
     let owner = owner_of(&ctx);
     let drop_new_session = |gw: &Gateway| {
         if let Some(id) = &new_session_id {
@@ -45,13 +52,27 @@ pub async fn dispatch(gw: Arc<Gateway>, mut ctx: Ctx, headers: Arc<HeaderMap>, b
     let cleared_bytes = cleared.0.clone();
     let Ok(msg) = Message::parse(&cleared_bytes) else {
         drop_new_session(&gw);
-        return refuse(&gw, &ctx, Refusal::new(500, -32603, "internal_error", "P1.1", "Internal error", "report this"), None);
+        return refuse(
+            &gw,
+            &ctx,
+            Refusal::new(
+                500,
+                -32603,
+                "internal_error",
+                "P1.1",
+                "Internal error",
+                "report this",
+            ),
+            None,
+        );
     };
     let idx = 0;
     ctx.upstream = Some(gw.upstreams[idx].cfg.name.clone());
     let request_id = msg.id().map(|i| i.get().to_owned());
     let is_init = msg.method() == Some("initialize");
-    let answer = gw.forward(idx, session.as_deref(), &headers, &msg, cleared).await;
+    let answer = gw
+        .forward(idx, session.as_deref(), &headers, &msg, cleared)
+        .await;
     let (reply, upstream_sid) = match answer {
         Ok(x) => x,
         Err(e) => {
@@ -72,11 +93,16 @@ pub async fn dispatch(gw: Arc<Gateway>, mut ctx: Ctx, headers: Arc<HeaderMap>, b
             let gw2 = gw.clone();
             let id = new_session_id.clone();
             let owner = owner.clone();
-            Some(Box::new(move |m: &Message<'_>| record_negotiation(&gw2, &s, m, id.as_deref(), &owner)))
+            Some(Box::new(move |m: &Message<'_>| {
+                record_negotiation(&gw2, &s, m, id.as_deref(), &owner)
+            }))
         }
         _ => None,
     };
-    let cancel = match (&gw.upstreams[idx].transport, session.as_deref().map(|s| &s.links[idx])) {
+    let cancel = match (
+        &gw.upstreams[idx].transport,
+        session.as_deref().map(|s| &s.links[idx]),
+    ) {
         (Transport::Stdio { .. }, Some(Link::Stdio(c))) => Some(c.clone()),
         (Transport::Stdio { shared }, _) => Some(shared.clone()),
         _ => None,
@@ -94,13 +120,23 @@ pub async fn dispatch(gw: Arc<Gateway>, mut ctx: Ctx, headers: Arc<HeaderMap>, b
 }
 
 /// After `initialize`: keep the negotiated version, or end the session if the server refused.
-pub fn record_negotiation(gw: &Gateway, s: &SessionState, m: &Message<'_>, session_id: Option<&str>, owner: &str) {
+pub fn record_negotiation(
+    gw: &Gateway,
+    s: &SessionState,
+    m: &Message<'_>,
+    session_id: Option<&str>,
+    owner: &str,
+) {
     #[derive(serde::Deserialize)]
     struct InitResult {
         #[serde(rename = "protocolVersion")]
         protocol_version: Option<String>,
     }
-    let version = m.result().and_then(|r| serde_json::from_str::<InitResult>(r.get()).ok()).and_then(|r| r.protocol_version).and_then(|v| ProtocolVersion::parse(&v));
+    let version = m
+        .result()
+        .and_then(|r| serde_json::from_str::<InitResult>(r.get()).ok())
+        .and_then(|r| r.protocol_version)
+        .and_then(|v| ProtocolVersion::parse(&v));
     match version {
         Some(v) => *s.version.lock().unwrap_or_else(|p| p.into_inner()) = Some(v),
         None => {

@@ -57,7 +57,8 @@ pub struct SessionEntry {
 
 impl SessionEntry {
     fn touch(&self, base: Instant) {
-        self.last_used_ms.store(base.elapsed().as_millis() as u64, Ordering::Relaxed);
+        self.last_used_ms
+            .store(base.elapsed().as_millis() as u64, Ordering::Relaxed);
     }
 }
 
@@ -70,7 +71,11 @@ pub struct Sessions<T> {
 
 impl<T> Sessions<T> {
     pub fn new(cfg: SessionConfig) -> Self {
-        Self { cfg, base: Instant::now(), map: Mutex::new(HashMap::new()) }
+        Self {
+            cfg,
+            base: Instant::now(),
+            map: Mutex::new(HashMap::new()),
+        }
     }
 
     fn key(owner: &str, id: &str) -> String {
@@ -78,7 +83,11 @@ impl<T> Sessions<T> {
     }
 
     /// Open a session for `owner`, attaching `state` built from the new id.
-    pub fn open(&self, owner: &str, state: impl FnOnce(&str) -> T) -> Result<(String, std::sync::Arc<T>), OpenError> {
+    pub fn open(
+        &self,
+        owner: &str,
+        state: impl FnOnce(&str) -> T,
+    ) -> Result<(String, std::sync::Arc<T>), OpenError> {
         let id = new_session_id().map_err(|_| OpenError::Rng)?;
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         self.expire_locked(&mut map);
@@ -88,7 +97,12 @@ impl<T> Sessions<T> {
         if map.values().filter(|(e, _)| e.owner == owner).count() >= self.cfg.max_per_client {
             return Err(OpenError::OwnerCap);
         }
-        let entry = SessionEntry { id: id.clone(), owner: owner.to_owned(), created: Instant::now(), last_used_ms: AtomicU64::new(0) };
+        let entry = SessionEntry {
+            id: id.clone(),
+            owner: owner.to_owned(),
+            created: Instant::now(),
+            last_used_ms: AtomicU64::new(0),
+        };
         entry.touch(self.base);
         let state = std::sync::Arc::new(state(&id));
         map.insert(Self::key(owner, &id), (entry, state.clone()));
@@ -134,13 +148,25 @@ impl<T> Sessions<T> {
 
     fn is_expired(&self, e: &SessionEntry) -> bool {
         let now_ms = self.base.elapsed().as_millis() as u64;
-        let idle = Duration::from_millis(now_ms.saturating_sub(e.last_used_ms.load(Ordering::Relaxed)));
-        idle > Duration::from_secs(self.cfg.idle_timeout_secs) || e.created.elapsed() > Duration::from_secs(self.cfg.absolute_timeout_secs)
+        let idle =
+            Duration::from_millis(now_ms.saturating_sub(e.last_used_ms.load(Ordering::Relaxed)));
+        idle > Duration::from_secs(self.cfg.idle_timeout_secs)
+            || e.created.elapsed() > Duration::from_secs(self.cfg.absolute_timeout_secs)
     }
 
-    fn expire_locked(&self, map: &mut HashMap<String, (SessionEntry, std::sync::Arc<T>)>) -> Vec<std::sync::Arc<T>> {
-        let dead: Vec<String> = map.iter().filter(|(_, (e, _))| self.is_expired(e)).map(|(k, _)| k.clone()).collect();
-        dead.iter().filter_map(|k| map.remove(k)).map(|(_, s)| s).collect()
+    fn expire_locked(
+        &self,
+        map: &mut HashMap<String, (SessionEntry, std::sync::Arc<T>)>,
+    ) -> Vec<std::sync::Arc<T>> {
+        let dead: Vec<String> = map
+            .iter()
+            .filter(|(_, (e, _))| self.is_expired(e))
+            .map(|(k, _)| k.clone())
+            .collect();
+        dead.iter()
+            .filter_map(|k| map.remove(k))
+            .map(|(_, s)| s)
+            .collect()
     }
 }
 
@@ -149,7 +175,12 @@ mod tests {
     use super::*;
 
     fn cfg(idle: u64, abs: u64, per: usize, total: usize) -> SessionConfig {
-        SessionConfig { idle_timeout_secs: idle, absolute_timeout_secs: abs, max_per_client: per, max_total: total }
+        SessionConfig {
+            idle_timeout_secs: idle,
+            absolute_timeout_secs: abs,
+            max_per_client: per,
+            max_total: total,
+        }
     }
 
     #[test]

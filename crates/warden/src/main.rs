@@ -15,7 +15,11 @@ use warden_config::{Config, LogFormat, UpstreamConfig};
 use warden_gateway::Gateway;
 
 #[derive(Parser)]
-#[command(name = "warden", version, about = "A security gateway for the Model Context Protocol")]
+#[command(
+    name = "warden",
+    version,
+    about = "A security gateway for the Model Context Protocol"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -53,8 +57,12 @@ fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
 }
 
 fn init_logging(cfg: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.log.level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(false);
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.log.level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false);
     let _ = match cfg.log.format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.try_init(),
@@ -62,10 +70,15 @@ fn init_logging(cfg: &Config) {
 }
 
 fn audit_sink(cfg: &Config) -> Result<Arc<dyn AuditSink>, ExitCode> {
-    JsonLinesSink::open(&cfg.audit.path).map(|s| Arc::new(s) as Arc<dyn AuditSink>).map_err(|e| {
-        eprintln!("warden: cannot open audit log {}: {e}", cfg.audit.path.display());
-        ExitCode::from(2)
-    })
+    JsonLinesSink::open(&cfg.audit.path)
+        .map(|s| Arc::new(s) as Arc<dyn AuditSink>)
+        .map_err(|e| {
+            eprintln!(
+                "warden: cannot open audit log {}: {e}",
+                cfg.audit.path.display()
+            );
+            ExitCode::from(2)
+        })
 }
 
 fn main() -> ExitCode {
@@ -73,7 +86,13 @@ fn main() -> ExitCode {
     match cli.command {
         Command::CheckConfig { file } => match load(&file) {
             Ok(cfg) => {
-                println!("{}: ok ({} upstream(s), listening on {}{})", file.display(), cfg.upstreams.len(), cfg.server.listen, cfg.server.path);
+                println!(
+                    "{}: ok ({} upstream(s), listening on {}{})",
+                    file.display(),
+                    cfg.upstreams.len(),
+                    cfg.server.listen,
+                    cfg.server.path
+                );
                 ExitCode::SUCCESS
             }
             Err(code) => code,
@@ -84,7 +103,10 @@ fn main() -> ExitCode {
                 Err(code) => return code,
             };
             if cfg.upstreams.is_empty() {
-                eprintln!("{}:0:0: error: no [[upstream]] configured\n  hint: add at least one [[upstream]] with url or command", config.display());
+                eprintln!(
+                    "{}:0:0: error: no [[upstream]] configured\n  hint: add at least one [[upstream]] with url or command",
+                    config.display()
+                );
                 return ExitCode::from(2);
             }
             run(cfg, serve)
@@ -113,7 +135,10 @@ where
         Ok(a) => a,
         Err(code) => return code,
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("warden: cannot start the runtime: {e}");
@@ -151,11 +176,17 @@ async fn serve(cfg: Config, audit: Arc<dyn AuditSink>) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let local = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    let local = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
     if let Some(admin) = admin {
         match tokio::net::TcpListener::bind(admin.listen).await {
             Ok(l) => {
-                eprintln!("warden: admin on http://{}/metrics", l.local_addr().map(|a| a.to_string()).unwrap_or_default());
+                eprintln!(
+                    "warden: admin on http://{}/metrics",
+                    l.local_addr().map(|a| a.to_string()).unwrap_or_default()
+                );
                 tokio::spawn(warden_gateway::admin::serve(gw.clone(), l));
             }
             Err(e) => {
@@ -175,7 +206,10 @@ async fn serve(cfg: Config, audit: Arc<dyn AuditSink>) -> ExitCode {
                     }
                 }
             }
-            sweeper.metrics.sessions_open.set(sweeper.sessions.len() as i64);
+            sweeper
+                .metrics
+                .sessions_open
+                .set(sweeper.sessions.len() as i64);
         }
     });
     eprintln!("warden: listening on http://{local}{path}");

@@ -27,7 +27,11 @@ use crate::router;
 use crate::session::fingerprint;
 
 /// Accept connections until `shutdown` resolves.
-pub async fn serve(gw: Arc<Gateway>, listener: TcpListener, shutdown: impl std::future::Future<Output = ()>) {
+pub async fn serve(
+    gw: Arc<Gateway>,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
     let permits = Arc::new(Semaphore::new(gw.cfg.server.max_connections));
     let header_timeout = Duration::from_millis(gw.cfg.server.header_timeout_ms);
     tokio::pin!(shutdown);
@@ -45,7 +49,10 @@ pub async fn serve(gw: Arc<Gateway>, listener: TcpListener, shutdown: impl std::
         };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             gw.audit.emit({
-                let mut ev = warden_audit::AuditEvent::new("connection.refused", warden_audit::Decision::Deny);
+                let mut ev = warden_audit::AuditEvent::new(
+                    "connection.refused",
+                    warden_audit::Decision::Deny,
+                );
                 ev.client = Some(peer.to_string());
                 ev.reason = Some("too_many_connections".into());
                 ev.control = Some("P4.4");
@@ -62,8 +69,14 @@ pub async fn serve(gw: Arc<Gateway>, listener: TcpListener, shutdown: impl std::
                 async move { Ok::<_, Infallible>(handle(gw, peer, req).await) }
             });
             let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            builder.http1().timer(TokioTimer::new()).header_read_timeout(header_timeout);
-            builder.http2().timer(TokioTimer::new()).keep_alive_interval(Some(Duration::from_secs(30)));
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout);
+            builder
+                .http2()
+                .timer(TokioTimer::new())
+                .keep_alive_interval(Some(Duration::from_secs(30)));
             let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
             drop(permit);
         });
@@ -75,31 +88,62 @@ fn refuse(gw: &Gateway, ctx: &Ctx, r: Refusal, msg: Option<&Message<'_>>) -> Res
     respond::refusal(&r, msg.and_then(Message::id))
 }
 
-fn bad(status: u16, rpc: i64, reason: &'static str, message: impl Into<std::borrow::Cow<'static, str>>, hint: &'static str) -> Refusal {
+fn bad(
+    status: u16,
+    rpc: i64,
+    reason: &'static str,
+    message: impl Into<std::borrow::Cow<'static, str>>,
+    hint: &'static str,
+) -> Refusal {
     Refusal::new(status, rpc, reason, "P1.1", message, hint)
 }
 
 /// The owner a session is bound to: the authenticated subject, else the client address.
 pub fn owner_of(ctx: &Ctx) -> String {
-    ctx.subject.clone().unwrap_or_else(|| ctx.client.map(|c| c.ip().to_string()).unwrap_or_else(|| "stdio".into()))
+    ctx.subject.clone().unwrap_or_else(|| {
+        ctx.client
+            .map(|c| c.ip().to_string())
+            .unwrap_or_else(|| "stdio".into())
+    })
 }
 
 async fn handle(gw: Arc<Gateway>, peer: SocketAddr, req: Request<Incoming>) -> Response {
     let mut ctx = Ctx::new(gw.next_request_id(), Some(peer));
     if req.uri().path() != gw.cfg.server.path {
-        let r = Refusal::new(404, code::INVALID_REQUEST, "unknown_path", "P1.1", "Not Found", "the MCP endpoint is at server.path");
+        let r = Refusal::new(
+            404,
+            code::INVALID_REQUEST,
+            "unknown_path",
+            "P1.1",
+            "Not Found",
+            "the MCP endpoint is at server.path",
+        );
         return refuse(&gw, &ctx, r, None);
     }
     let authority = req.uri().authority().map(|a| a.as_str().to_owned());
-    let facts = HttpFacts { method: req.method(), path: req.uri().path(), authority: authority.as_deref(), headers: req.headers() };
+    let facts = HttpFacts {
+        method: req.method(),
+        path: req.uri().path(),
+        authority: authority.as_deref(),
+        headers: req.headers(),
+    };
     if let Err(r) = gw.pipeline.http_request(&facts, &mut ctx) {
         return refuse(&gw, &ctx, r, None);
     }
     match *req.method() {
         Method::POST => post(gw, ctx, req).await,
-        Method::GET | Method::DELETE => crate::downstream::http_session::get_or_delete(gw, ctx, req).await,
+        Method::GET | Method::DELETE => {
+            crate::downstream::http_session::get_or_delete(gw, ctx, req).await
+        }
         _ => {
-            let r = Refusal::new(405, code::INVALID_REQUEST, "method_not_allowed", "P1.1", "Method Not Allowed", "use POST (and GET/DELETE with a session)");
+            let r = Refusal::new(
+                405,
+                code::INVALID_REQUEST,
+                "method_not_allowed",
+                "P1.1",
+                "Method Not Allowed",
+                "use POST (and GET/DELETE with a session)",
+            );
             refuse(&gw, &ctx, r, None)
         }
     }
@@ -109,48 +153,120 @@ async fn read_body(gw: &Gateway, body: Incoming) -> Result<Bytes, Refusal> {
     let max = gw.cfg.limits.max_body_bytes;
     let timeout = Duration::from_millis(gw.cfg.server.body_timeout_ms);
     match tokio::time::timeout(timeout, Limited::new(body, max).collect()).await {
-        Err(_) => Err(Refusal::new(408, code::INVALID_REQUEST, "body_timeout", "P4.4", "Request body not received in time", "send the whole body promptly")),
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
-            Err(Refusal::new(413, code::INVALID_REQUEST, "body_too_large", "P1.1", format!("Request body over {max} bytes"), "send a smaller message; the limit is limits.max_body_bytes"))
-        }
-        Ok(Err(_)) => Err(bad(400, code::INVALID_REQUEST, "body_read_failed", "Request body could not be read", "resend the request")),
+        Err(_) => Err(Refusal::new(
+            408,
+            code::INVALID_REQUEST,
+            "body_timeout",
+            "P4.4",
+            "Request body not received in time",
+            "send the whole body promptly",
+        )),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(Refusal::new(
+            413,
+            code::INVALID_REQUEST,
+            "body_too_large",
+            "P1.1",
+            format!("Request body over {max} bytes"),
+            "send a smaller message; the limit is limits.max_body_bytes",
+        )),
+        Ok(Err(_)) => Err(bad(
+            400,
+            code::INVALID_REQUEST,
+            "body_read_failed",
+            "Request body could not be read",
+            "resend the request",
+        )),
         Ok(Ok(c)) => Ok(c.to_bytes()),
     }
 }
 
 fn limit_refusal(e: LimitError) -> Refusal {
     match e {
-        LimitError::TooLarge { .. } => Refusal::new(413, code::INVALID_REQUEST, "body_too_large", "P1.1", e.to_string(), "send a smaller message"),
-        LimitError::TooDeep { .. } => bad(400, code::INVALID_REQUEST, "json_too_deep", e.to_string(), "flatten the JSON; the limit is limits.max_json_depth"),
-        LimitError::InvalidUtf8 { .. } => bad(400, code::PARSE_ERROR, "invalid_utf8", e.to_string(), "JSON-RPC messages must be UTF-8"),
+        LimitError::TooLarge { .. } => Refusal::new(
+            413,
+            code::INVALID_REQUEST,
+            "body_too_large",
+            "P1.1",
+            e.to_string(),
+            "send a smaller message",
+        ),
+        LimitError::TooDeep { .. } => bad(
+            400,
+            code::INVALID_REQUEST,
+            "json_too_deep",
+            e.to_string(),
+            "flatten the JSON; the limit is limits.max_json_depth",
+        ),
+        LimitError::InvalidUtf8 { .. } => bad(
+            400,
+            code::PARSE_ERROR,
+            "invalid_utf8",
+            e.to_string(),
+            "JSON-RPC messages must be UTF-8",
+        ),
     }
 }
 
 /// The session-based generation's `MCP-Protocol-Version` header rule: absent → 2025-03-26;
 /// present and unknown → 400.
 fn session_version(headers: &HeaderMap) -> Result<ProtocolVersion, Refusal> {
-    match headers.get("mcp-protocol-version").map(|v| v.to_str().ok().and_then(|s| ProtocolVersion::parse(s.trim()))) {
+    match headers.get("mcp-protocol-version").map(|v| {
+        v.to_str()
+            .ok()
+            .and_then(|s| ProtocolVersion::parse(s.trim()))
+    }) {
         None => Ok(ProtocolVersion::DEFAULT_WITHOUT_HEADER),
         Some(Some(v)) => Ok(v),
-        Some(None) => Err(Refusal::new(400, code::INVALID_REQUEST, "unsupported_protocol_version", "P3.4", "Unsupported MCP-Protocol-Version", "send a protocol version Warden supports")
-            .with_data("supported", ProtocolVersion::ALL.iter().map(|v| v.as_str()).collect::<Vec<_>>().into())),
+        Some(None) => Err(Refusal::new(
+            400,
+            code::INVALID_REQUEST,
+            "unsupported_protocol_version",
+            "P3.4",
+            "Unsupported MCP-Protocol-Version",
+            "send a protocol version Warden supports",
+        )
+        .with_data(
+            "supported",
+            ProtocolVersion::ALL
+                .iter()
+                .map(|v| v.as_str())
+                .collect::<Vec<_>>()
+                .into(),
+        )),
     }
 }
 
 /// Does this session-less request belong to the stateless generation?
 fn is_stateless(headers: &HeaderMap, msg: &Message<'_>) -> bool {
-    let header = headers.get("mcp-protocol-version").and_then(|v| v.to_str().ok()).and_then(|s| ProtocolVersion::parse(s.trim()));
+    let header = headers
+        .get("mcp-protocol-version")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| ProtocolVersion::parse(s.trim()));
     if header.map(ProtocolVersion::generation) == Some(Generation::Stateless) {
         return true;
     }
-    msg.params_view().ok().and_then(|p| p.meta).is_some_and(|m| m.protocol_version.is_some())
+    msg.params_view()
+        .ok()
+        .and_then(|p| p.meta)
+        .is_some_and(|m| m.protocol_version.is_some())
 }
 
 async fn post(gw: Arc<Gateway>, mut ctx: Ctx, req: Request<Incoming>) -> Response {
     let (parts, body) = req.into_parts();
-    let ct = parts.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let ct = parts
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
     if !ct.to_ascii_lowercase().starts_with("application/json") {
-        let r = Refusal::new(415, code::INVALID_REQUEST, "unsupported_media_type", "P1.1", "Content-Type must be application/json", "send the JSON-RPC message as application/json");
+        let r = Refusal::new(
+            415,
+            code::INVALID_REQUEST,
+            "unsupported_media_type",
+            "P1.1",
+            "Content-Type must be application/json",
+            "send the JSON-RPC message as application/json",
+        );
         return refuse(&gw, &ctx, r, None);
     }
     let bytes = match read_body(&gw, body).await {
@@ -162,30 +278,70 @@ async fn post(gw: Arc<Gateway>, mut ctx: Ctx, req: Request<Incoming>) -> Respons
     }
     let headers = Arc::new(parts.headers);
     if envelope::is_batch(&bytes) {
-        let r = bad(400, code::INVALID_REQUEST, "batch_not_allowed", "JSON-RPC batches are not accepted", "send one message per POST (batches exist only in 2025-03-26, which Warden relays one message at a time)");
+        let r = bad(
+            400,
+            code::INVALID_REQUEST,
+            "batch_not_allowed",
+            "JSON-RPC batches are not accepted",
+            "send one message per POST (batches exist only in 2025-03-26, which Warden relays one message at a time)",
+        );
         return refuse(&gw, &ctx, r, None);
     }
     let msg = match Message::parse(&bytes) {
         Ok(m) => m,
-        Err(e) => return refuse(&gw, &ctx, bad(400, e.code(), e.reason(), e.to_string(), "send one valid JSON-RPC 2.0 message"), None),
+        Err(e) => {
+            return refuse(
+                &gw,
+                &ctx,
+                bad(
+                    400,
+                    e.code(),
+                    e.reason(),
+                    e.to_string(),
+                    "send one valid JSON-RPC 2.0 message",
+                ),
+                None,
+            );
+        }
     };
     ctx.method = msg.method().map(str::to_owned);
     if let Ok(p) = msg.params_view() {
-        ctx.tool = p.name.as_deref().or(p.uri.as_deref()).map(|s| crate::gateway::truncate(s, 256));
+        ctx.tool = p
+            .name
+            .as_deref()
+            .or(p.uri.as_deref())
+            .map(|s| crate::gateway::truncate(s, 256));
     }
     ctx.headers = Some(headers.clone());
-    let session_header = headers.get("mcp-session-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let session_header = headers
+        .get("mcp-session-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
 
     // Which generation, and which session.
     let mut session: Option<Arc<SessionState>> = None;
     let mut new_session_id: Option<String> = None;
     if msg.method() == Some("initialize") {
         if session_header.is_some() {
-            return refuse(&gw, &ctx, bad(400, code::INVALID_REQUEST, "initialize_in_session", "initialize must not carry Mcp-Session-Id", "start a new session without the header"), Some(&msg));
+            return refuse(
+                &gw,
+                &ctx,
+                bad(
+                    400,
+                    code::INVALID_REQUEST,
+                    "initialize_in_session",
+                    "initialize must not carry Mcp-Session-Id",
+                    "start a new session without the header",
+                ),
+                Some(&msg),
+            );
         }
         ctx.generation = Some(Generation::Session);
         let owner = owner_of(&ctx);
-        match gw.sessions.open(&owner, |id| gw.new_session_state(fingerprint(id))) {
+        match gw
+            .sessions
+            .open(&owner, |id| gw.new_session_state(fingerprint(id)))
+        {
             Ok((id, state)) => {
                 ctx.session = Some(state.fingerprint.clone());
                 gw.metrics.sessions_open.set(gw.sessions.len() as i64);
@@ -198,7 +354,14 @@ async fn post(gw: Arc<Gateway>, mut ctx: Ctx, req: Request<Incoming>) -> Respons
                     crate::session::OpenError::TotalCap => "session_limit_total",
                     crate::session::OpenError::Rng => "session_rng_failed",
                 };
-                let mut r = Refusal::new(429, code::GATEWAY_DENIED, reason, "P8.3", "Too many open sessions", "end unused sessions with DELETE or wait for them to expire");
+                let mut r = Refusal::new(
+                    429,
+                    code::GATEWAY_DENIED,
+                    reason,
+                    "P8.3",
+                    "Too many open sessions",
+                    "end unused sessions with DELETE or wait for them to expire",
+                );
                 r.retry_after = Some(60);
                 return refuse(&gw, &ctx, r, Some(&msg));
             }
@@ -213,7 +376,14 @@ async fn post(gw: Arc<Gateway>, mut ctx: Ctx, req: Request<Incoming>) -> Respons
         match gw.sessions.get(&owner_of(&ctx), sid) {
             Ok(s) => session = Some(s),
             Err(_) => {
-                let r = Refusal::new(404, code::GATEWAY_DENIED, "session_not_found", "M2", "Session not found", "the session ended, expired or belongs to another client; initialize a new one");
+                let r = Refusal::new(
+                    404,
+                    code::GATEWAY_DENIED,
+                    "session_not_found",
+                    "M2",
+                    "Session not found",
+                    "the session ended, expired or belongs to another client; initialize a new one",
+                );
                 return refuse(&gw, &ctx, r, Some(&msg));
             }
         }
@@ -221,10 +391,27 @@ async fn post(gw: Arc<Gateway>, mut ctx: Ctx, req: Request<Incoming>) -> Respons
         ctx.generation = Some(Generation::Stateless);
         ctx.version = Some(ProtocolVersion::V2026_07_28);
         if matches!(msg.kind(), Kind::Response | Kind::Error) {
-            return refuse(&gw, &ctx, bad(400, code::INVALID_REQUEST, "response_not_allowed", "2026-07-28 clients do not send responses", "use MRTR inputResponses instead"), Some(&msg));
+            return refuse(
+                &gw,
+                &ctx,
+                bad(
+                    400,
+                    code::INVALID_REQUEST,
+                    "response_not_allowed",
+                    "2026-07-28 clients do not send responses",
+                    "use MRTR inputResponses instead",
+                ),
+                Some(&msg),
+            );
         }
     } else {
-        let r = bad(400, code::INVALID_REQUEST, "session_required", "Bad Request: Mcp-Session-Id header is required", "send initialize first, then the Mcp-Session-Id it returned; or use 2026-07-28 with _meta");
+        let r = bad(
+            400,
+            code::INVALID_REQUEST,
+            "session_required",
+            "Bad Request: Mcp-Session-Id header is required",
+            "send initialize first, then the Mcp-Session-Id it returned; or use 2026-07-28 with _meta",
+        );
         return refuse(&gw, &ctx, r, Some(&msg));
     }
 

@@ -25,18 +25,43 @@ fn refuse(gw: &Gateway, ctx: &Ctx, r: Refusal) -> Response {
 
 pub async fn get_or_delete(gw: Arc<Gateway>, mut ctx: Ctx, req: Request<Incoming>) -> Response {
     let is_get = req.method() == Method::GET;
-    ctx.method = Some(if is_get { "GET stream" } else { "DELETE session" }.into());
+    ctx.method = Some(
+        if is_get {
+            "GET stream"
+        } else {
+            "DELETE session"
+        }
+        .into(),
+    );
     let headers = req.headers();
-    let Some(sid) = headers.get("mcp-session-id").and_then(|v| v.to_str().ok()).map(str::to_owned) else {
+    let Some(sid) = headers
+        .get("mcp-session-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+    else {
         let session_era = headers
             .get("mcp-protocol-version")
             .and_then(|v| v.to_str().ok())
             .and_then(|s| ProtocolVersion::parse(s.trim()))
             .is_some_and(|v| v.generation() == Generation::Session);
         let r = if session_era {
-            Refusal::new(400, code::INVALID_REQUEST, "session_required", "P1.1", "Bad Request: Mcp-Session-Id header is required", "GET and DELETE act on a session; send its Mcp-Session-Id")
+            Refusal::new(
+                400,
+                code::INVALID_REQUEST,
+                "session_required",
+                "P1.1",
+                "Bad Request: Mcp-Session-Id header is required",
+                "GET and DELETE act on a session; send its Mcp-Session-Id",
+            )
         } else {
-            Refusal::new(405, code::INVALID_REQUEST, "method_not_allowed", "P1.1", "Method Not Allowed", "2026-07-28 has no GET stream or DELETE; use POST (subscriptions/listen for notifications)")
+            Refusal::new(
+                405,
+                code::INVALID_REQUEST,
+                "method_not_allowed",
+                "P1.1",
+                "Method Not Allowed",
+                "2026-07-28 has no GET stream or DELETE; use POST (subscriptions/listen for notifications)",
+            )
         };
         return refuse(&gw, &ctx, r);
     };
@@ -44,13 +69,30 @@ pub async fn get_or_delete(gw: Arc<Gateway>, mut ctx: Ctx, req: Request<Incoming
     ctx.generation = Some(Generation::Session);
     let owner = owner_of(&ctx);
     let Ok(session) = gw.sessions.get(&owner, &sid) else {
-        let r = Refusal::new(404, code::GATEWAY_DENIED, "session_not_found", "M2", "Session not found", "the session ended, expired or belongs to another client; initialize a new one");
+        let r = Refusal::new(
+            404,
+            code::GATEWAY_DENIED,
+            "session_not_found",
+            "M2",
+            "Session not found",
+            "the session ended, expired or belongs to another client; initialize a new one",
+        );
         return refuse(&gw, &ctx, r);
     };
     if is_get {
-        let accepts_sse = headers.get_all(http::header::ACCEPT).iter().any(|v| v.to_str().is_ok_and(|s| s.contains("text/event-stream") || s.contains("*/*")));
+        let accepts_sse = headers.get_all(http::header::ACCEPT).iter().any(|v| {
+            v.to_str()
+                .is_ok_and(|s| s.contains("text/event-stream") || s.contains("*/*"))
+        });
         if !accepts_sse {
-            let r = Refusal::new(406, code::INVALID_REQUEST, "not_acceptable", "P1.1", "Not Acceptable: the GET stream is text/event-stream", "send Accept: text/event-stream");
+            let r = Refusal::new(
+                406,
+                code::INVALID_REQUEST,
+                "not_acceptable",
+                "P1.1",
+                "Not Acceptable: the GET stream is text/event-stream",
+                "send Accept: text/event-stream",
+            );
             return refuse(&gw, &ctx, r);
         }
         if gw.upstreams.len() > 1 {
@@ -58,8 +100,14 @@ pub async fn get_or_delete(gw: Arc<Gateway>, mut ctx: Ctx, req: Request<Incoming
         }
         ctx.upstream = Some(gw.upstreams[0].cfg.name.clone());
         let reply = match &session.links[0] {
-            Link::Stdio(child) => Ok(Reply::Stream { frames: child.open_server_stream(), sse: true }),
-            Link::Http { .. } => match gw.forward_http(0, &session, Method::GET, req.headers()).await {
+            Link::Stdio(child) => Ok(Reply::Stream {
+                frames: child.open_server_stream(),
+                sse: true,
+            }),
+            Link::Http { .. } => match gw
+                .forward_http(0, &session, Method::GET, req.headers())
+                .await
+            {
                 Some(Ok(a)) => Ok(a.reply),
                 Some(Err(e)) => Err(e),
                 None => Ok(Reply::Accepted),
@@ -67,7 +115,15 @@ pub async fn get_or_delete(gw: Arc<Gateway>, mut ctx: Ctx, req: Request<Incoming
         };
         return match reply {
             Ok(reply) => {
-                let relay = Relay { timeout: Duration::from_millis(gw.upstreams[0].cfg.timeout_ms), gw: gw.clone(), ctx, request_id: None, on_final: None, cancel: None, session_header: None };
+                let relay = Relay {
+                    timeout: Duration::from_millis(gw.upstreams[0].cfg.timeout_ms),
+                    gw: gw.clone(),
+                    ctx,
+                    request_id: None,
+                    on_final: None,
+                    cancel: None,
+                    session_header: None,
+                };
                 relay.respond(reply).await
             }
             Err(e) => refuse(&gw, &ctx, upstream_refusal(&e)),
@@ -81,7 +137,10 @@ pub async fn get_or_delete(gw: Arc<Gateway>, mut ctx: Ctx, req: Request<Incoming
         match link {
             Link::Stdio(child) => child.shutdown().await,
             Link::Http { .. } => {
-                if let Some(Ok(a)) = gw.forward_http(idx, &session, Method::DELETE, req.headers()).await {
+                if let Some(Ok(a)) = gw
+                    .forward_http(idx, &session, Method::DELETE, req.headers())
+                    .await
+                {
                     if gw.upstreams.len() == 1 {
                         status = a.status;
                     }

@@ -5,5 +5,5 @@ pub mod body;
 pub mod http;
 pub mod http_session;
 pub mod respond;
-pub mod streams;
 pub mod stdio;
+pub mod streams;

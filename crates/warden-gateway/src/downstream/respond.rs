@@ -13,7 +13,10 @@ pub fn response(status: u16, content_type: Option<&str>, body: ResponseBody) -> 
     let mut r = http::Response::new(body);
     *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
     let h = r.headers_mut();
-    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
     h.insert("cache-control", HeaderValue::from_static("no-store"));
     if let Some(ct) = content_type.and_then(|c| HeaderValue::from_str(c).ok()) {
         h.insert("content-type", ct);
@@ -31,7 +34,8 @@ pub fn refusal(r: &Refusal, id: Option<&RawValue>) -> Response {
         }
     }
     if r.status == 405 {
-        resp.headers_mut().insert("allow", HeaderValue::from_static("GET, POST, DELETE"));
+        resp.headers_mut()
+            .insert("allow", HeaderValue::from_static("GET, POST, DELETE"));
     }
     resp
 }
@@ -47,7 +51,8 @@ pub fn accepted() -> Response {
 /// Headers of an SSE response.
 pub fn sse(body: ResponseBody) -> Response {
     let mut r = response(200, Some("text/event-stream"), body);
-    r.headers_mut().insert("x-accel-buffering", HeaderValue::from_static("no"));
+    r.headers_mut()
+        .insert("x-accel-buffering", HeaderValue::from_static("no"));
     r
 }
 

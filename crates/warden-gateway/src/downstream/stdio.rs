@@ -23,9 +23,16 @@ use crate::upstream::stdio::read_bounded_line;
 /// Run the wrapper until the client or the server goes away; returns the exit code.
 pub async fn wrap(gw: Arc<Gateway>, up: UpstreamConfig) -> i32 {
     let argv = up.command.clone().unwrap_or_default();
-    let Some((prog, args)) = argv.split_first() else { return 2 };
+    let Some((prog, args)) = argv.split_first() else {
+        return 2;
+    };
     let mut cmd = Command::new(prog);
-    cmd.args(args).env_clear().stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit()).kill_on_drop(true);
+    cmd.args(args)
+        .env_clear()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true);
     for k in &up.env_passthrough {
         if let Some(v) = std::env::var_os(k) {
             cmd.env(k, v);
@@ -42,12 +49,17 @@ pub async fn wrap(gw: Arc<Gateway>, up: UpstreamConfig) -> i32 {
             return 127;
         }
     };
-    let (Some(mut child_in), Some(child_out)) = (child.stdin.take(), child.stdout.take()) else { return 2 };
+    let (Some(mut child_in), Some(child_out)) = (child.stdin.take(), child.stdout.take()) else {
+        return 2;
+    };
     let (out_tx, mut out_rx) = mpsc::channel::<Bytes>(256);
     let writer = tokio::spawn(async move {
         let mut stdout = tokio::io::stdout();
         while let Some(line) = out_rx.recv().await {
-            if stdout.write_all(&line).await.is_err() || stdout.write_all(b"\n").await.is_err() || stdout.flush().await.is_err() {
+            if stdout.write_all(&line).await.is_err()
+                || stdout.write_all(b"\n").await.is_err()
+                || stdout.flush().await.is_err()
+            {
                 break;
             }
         }
@@ -56,7 +68,10 @@ pub async fn wrap(gw: Arc<Gateway>, up: UpstreamConfig) -> i32 {
     let (in_tx, mut in_rx) = mpsc::channel::<Bytes>(256);
     let child_writer = tokio::spawn(async move {
         while let Some(line) = in_rx.recv().await {
-            if child_in.write_all(&line).await.is_err() || child_in.write_all(b"\n").await.is_err() || child_in.flush().await.is_err() {
+            if child_in.write_all(&line).await.is_err()
+                || child_in.write_all(b"\n").await.is_err()
+                || child_in.flush().await.is_err()
+            {
                 break;
             }
         }
@@ -103,10 +118,19 @@ pub async fn wrap(gw: Arc<Gateway>, up: UpstreamConfig) -> i32 {
                 Ok(true) => {}
                 Ok(false) => break,
                 Err(_) => {
-                    let r = Refusal::new(413, warden_proto::error::code::INVALID_REQUEST, "body_too_large", "P1.1", "Message over the size limit", "send a smaller message");
+                    let r = Refusal::new(
+                        413,
+                        warden_proto::error::code::INVALID_REQUEST,
+                        "body_too_large",
+                        "P1.1",
+                        "Message over the size limit",
+                        "send a smaller message",
+                    );
                     let ctx = Ctx::new(gw_c.next_request_id(), None);
                     gw_c.audit_refusal(&ctx, &r, None);
-                    let _ = out_tx.send(Bytes::from(r.to_rpc_error().to_bytes(None))).await;
+                    let _ = out_tx
+                        .send(Bytes::from(r.to_rpc_error().to_bytes(None)))
+                        .await;
                     // The rest of the oversize line is unreadable as a message; skip to its end.
                     if skip_line(&mut reader).await.is_err() {
                         break;
@@ -132,7 +156,8 @@ pub async fn wrap(gw: Arc<Gateway>, up: UpstreamConfig) -> i32 {
         }
     });
 
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let mut sigterm =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
     let term = async {
         match sigterm.as_mut() {
             Some(s) => {
@@ -193,20 +218,73 @@ async fn client_message(gw: &Gateway, raw: Bytes) -> Result<Bytes, Option<Bytes>
         answer.then(|| Bytes::from(r.to_rpc_error().to_bytes(id)))
     };
     if let Err(e) = gw.limits.check(&raw) {
-        let code = if matches!(e, warden_proto::limits::LimitError::InvalidUtf8 { .. }) { -32700 } else { -32600 };
-        return Err(refuse(&ctx, Refusal::new(400, code, "input_limit", "P1.1", e.to_string(), "send a smaller, shallower UTF-8 message"), None, true));
+        let code = if matches!(e, warden_proto::limits::LimitError::InvalidUtf8 { .. }) {
+            -32700
+        } else {
+            -32600
+        };
+        return Err(refuse(
+            &ctx,
+            Refusal::new(
+                400,
+                code,
+                "input_limit",
+                "P1.1",
+                e.to_string(),
+                "send a smaller, shallower UTF-8 message",
+            ),
+            None,
+            true,
+        ));
     }
     if envelope::is_batch(&raw) {
-        return Err(refuse(&ctx, Refusal::new(400, -32600, "batch_not_allowed", "P1.1", "JSON-RPC batches are not accepted", "send one message per line"), None, true));
+        return Err(refuse(
+            &ctx,
+            Refusal::new(
+                400,
+                -32600,
+                "batch_not_allowed",
+                "P1.1",
+                "JSON-RPC batches are not accepted",
+                "send one message per line",
+            ),
+            None,
+            true,
+        ));
     }
     let msg = match Message::parse(&raw) {
         Ok(m) => m,
-        Err(e) => return Err(refuse(&ctx, Refusal::new(400, e.code(), e.reason(), "P1.1", e.to_string(), "send one valid JSON-RPC 2.0 message per line"), None, true)),
+        Err(e) => {
+            return Err(refuse(
+                &ctx,
+                Refusal::new(
+                    400,
+                    e.code(),
+                    e.reason(),
+                    "P1.1",
+                    e.to_string(),
+                    "send one valid JSON-RPC 2.0 message per line",
+                ),
+                None,
+                true,
+            ));
+        }
     };
     ctx.method = msg.method().map(str::to_owned);
-    ctx.tool = msg.params_view().ok().and_then(|p| p.name.as_deref().or(p.uri.as_deref()).map(str::to_owned));
-    let stateless = msg.params_view().ok().and_then(|p| p.meta).is_some_and(|m| m.protocol_version.is_some());
-    ctx.generation = Some(if stateless && msg.method() != Some("initialize") { Generation::Stateless } else { Generation::Session });
+    ctx.tool = msg
+        .params_view()
+        .ok()
+        .and_then(|p| p.name.as_deref().or(p.uri.as_deref()).map(str::to_owned));
+    let stateless = msg
+        .params_view()
+        .ok()
+        .and_then(|p| p.meta)
+        .is_some_and(|m| m.protocol_version.is_some());
+    ctx.generation = Some(if stateless && msg.method() != Some("initialize") {
+        Generation::Stateless
+    } else {
+        Generation::Session
+    });
     let is_request = msg.kind() == Kind::Request;
     let id = msg.id().map(|i| i.get().to_owned());
     match gw.pipeline.client_message(raw.clone(), &mut ctx).await {
@@ -226,7 +304,14 @@ async fn server_message(gw: &Gateway, ctx: &mut Ctx, raw: Bytes) -> Option<Bytes
     let (kind, id) = match Message::parse(&raw) {
         Ok(m) => (m.kind(), m.id().map(|i| i.get().to_owned())),
         Err(e) => {
-            let r = Refusal::new(502, e.code(), "upstream_invalid_message", "P1.1", e.to_string(), "the server wrote a line that is not JSON-RPC; it was dropped");
+            let r = Refusal::new(
+                502,
+                e.code(),
+                "upstream_invalid_message",
+                "P1.1",
+                e.to_string(),
+                "the server wrote a line that is not JSON-RPC; it was dropped",
+            );
             gw.audit_refusal(ctx, &r, None);
             return None;
         }

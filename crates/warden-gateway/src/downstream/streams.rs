@@ -44,14 +44,22 @@ pub fn upstream_refusal(e: &UpstreamError) -> Refusal {
         UpstreamError::Restarting(s) => (503, Some(*s)),
         _ => (502, None),
     };
-    let mut r = Refusal::new(status, code::UPSTREAM_UNAVAILABLE, e.reason(), "P4.3", format!("Upstream error: {e}"), "the MCP server behind Warden failed; retry later or ask the operator");
+    let mut r = Refusal::new(
+        status,
+        code::UPSTREAM_UNAVAILABLE,
+        e.reason(),
+        "P4.3",
+        format!("Upstream error: {e}"),
+        "the MCP server behind Warden failed; retry later or ask the operator",
+    );
     r.retry_after = retry;
     r
 }
 
 impl Relay {
     fn finish(&self, decision: Decision, status: u16, reason: Option<&'static str>) {
-        self.gw.audit_done(&self.ctx, decision, Some(status), reason);
+        self.gw
+            .audit_done(&self.ctx, decision, Some(status), reason);
     }
 
     fn with_session(&self, r: Response) -> Response {
@@ -68,11 +76,27 @@ impl Relay {
                 self.finish(Decision::Allow, 202, None);
                 self.with_session(respond::accepted())
             }
-            Reply::Body { status, content_type, body } => {
+            Reply::Body {
+                status,
+                content_type,
+                body,
+            } => {
                 if Message::parse(&body).is_err() {
                     // Not a JSON-RPC message (an upstream's plain HTTP error): relay as-is.
-                    self.finish(if status < 400 { Decision::Allow } else { Decision::Error }, status, None);
-                    return self.with_session(respond::response(status, content_type.as_deref(), super::body::full(body)));
+                    self.finish(
+                        if status < 400 {
+                            Decision::Allow
+                        } else {
+                            Decision::Error
+                        },
+                        status,
+                        None,
+                    );
+                    return self.with_session(respond::response(
+                        status,
+                        content_type.as_deref(),
+                        super::body::full(body),
+                    ));
                 }
                 match self.server_message(body).await {
                     Ok(out) => {
@@ -91,7 +115,9 @@ impl Relay {
                         Ok(None) => return self.refused(&upstream_refusal(&UpstreamError::Exited)),
                         Err(_) => {
                             self.cancel_upstream().await;
-                            return self.refused(&upstream_refusal(&UpstreamError::Timeout(self.timeout.as_millis() as u64)));
+                            return self.refused(&upstream_refusal(&UpstreamError::Timeout(
+                                self.timeout.as_millis() as u64,
+                            )));
                         }
                     };
                     if self.is_final(first.data.as_deref()) {
@@ -113,13 +139,21 @@ impl Relay {
 
     fn refused(&self, r: &Refusal) -> Response {
         self.gw.audit_refusal(&self.ctx, r, None);
-        let id: Option<Box<serde_json::value::RawValue>> = self.request_id.as_ref().and_then(|i| serde_json::value::RawValue::from_string(i.clone()).ok());
+        let id: Option<Box<serde_json::value::RawValue>> = self
+            .request_id
+            .as_ref()
+            .and_then(|i| serde_json::value::RawValue::from_string(i.clone()).ok());
         self.with_session(respond::refusal(r, id.as_deref()))
     }
 
     fn is_final(&self, data: Option<&[u8]>) -> bool {
-        let (Some(data), Some(want)) = (data, &self.request_id) else { return false };
-        Message::parse(data).is_ok_and(|m| matches!(m.kind(), Kind::Response | Kind::Error) && m.id().map(|i| i.get()) == Some(want.as_str()))
+        let (Some(data), Some(want)) = (data, &self.request_id) else {
+            return false;
+        };
+        Message::parse(data).is_ok_and(|m| {
+            matches!(m.kind(), Kind::Response | Kind::Error)
+                && m.id().map(|i| i.get()) == Some(want.as_str())
+        })
     }
 
     /// Run a server message through the guards (bottom-up); calls `on_final` for the final response.
@@ -140,7 +174,11 @@ impl Relay {
     }
 
     /// Pump frames to the client as SSE on a task; returns the streaming response at once.
-    fn stream(self, first: Option<Frame>, mut frames: mpsc::Receiver<Result<Frame, UpstreamError>>) -> Response {
+    fn stream(
+        self,
+        first: Option<Frame>,
+        mut frames: mpsc::Receiver<Result<Frame, UpstreamError>>,
+    ) -> Response {
         let (tx, rx) = mpsc::channel::<Bytes>(64);
         let resp = self.with_session(respond::sse(either_channel(rx)));
         tokio::spawn(async move {
@@ -162,9 +200,18 @@ impl Relay {
                         if !final_seen && me.request_id.is_some() {
                             let r = upstream_refusal(&e);
                             me.gw.audit_refusal(&me.ctx, &r, None);
-                            let id = me.request_id.as_deref().and_then(|i| serde_json::value::RawValue::from_string(i.to_owned()).ok());
+                            let id = me.request_id.as_deref().and_then(|i| {
+                                serde_json::value::RawValue::from_string(i.to_owned()).ok()
+                            });
                             let err = r.to_rpc_error().to_bytes(id.as_deref());
-                            let _ = tx.send(sse::encode(None, Some("message"), None, std::str::from_utf8(&err).ok())).await;
+                            let _ = tx
+                                .send(sse::encode(
+                                    None,
+                                    Some("message"),
+                                    None,
+                                    std::str::from_utf8(&err).ok(),
+                                ))
+                                .await;
                         }
                         clean = false;
                         break;
@@ -185,7 +232,15 @@ impl Relay {
                     break; // stdio: the final response ends the stream.
                 }
             }
-            me.finish(if clean { Decision::Allow } else { Decision::Error }, 200, (!clean).then_some("stream_interrupted"));
+            me.finish(
+                if clean {
+                    Decision::Allow
+                } else {
+                    Decision::Error
+                },
+                200,
+                (!clean).then_some("stream_interrupted"),
+            );
         });
         resp
     }
@@ -193,24 +248,51 @@ impl Relay {
     /// The bytes to write for one frame, after the guards; `None` to drop it.
     async fn frame_bytes(&mut self, frame: Frame, final_seen: &mut bool) -> Option<Bytes> {
         let Some(data) = frame.data.clone() else {
-            return Some(frame.raw.unwrap_or_else(|| sse::encode(frame.id.as_deref(), frame.event.as_deref(), frame.retry, None)));
+            return Some(frame.raw.unwrap_or_else(|| {
+                sse::encode(
+                    frame.id.as_deref(),
+                    frame.event.as_deref(),
+                    frame.retry,
+                    None,
+                )
+            }));
         };
         if data.is_empty() {
-            return Some(frame.raw.unwrap_or_else(|| sse::encode(frame.id.as_deref(), frame.event.as_deref(), frame.retry, Some(""))));
+            return Some(frame.raw.unwrap_or_else(|| {
+                sse::encode(
+                    frame.id.as_deref(),
+                    frame.event.as_deref(),
+                    frame.retry,
+                    Some(""),
+                )
+            }));
         }
         let is_final = self.is_final(Some(&data));
         *final_seen |= is_final;
         match self.server_message(data.clone()).await {
             Ok(out) if out == data && frame.raw.is_some() => frame.raw,
-            Ok(out) => Some(sse::encode(frame.id.as_deref(), frame.event.as_deref().or(Some("message")), frame.retry, std::str::from_utf8(&out).ok())),
+            Ok(out) => Some(sse::encode(
+                frame.id.as_deref(),
+                frame.event.as_deref().or(Some("message")),
+                frame.retry,
+                std::str::from_utf8(&out).ok(),
+            )),
             Err(r) => {
                 self.gw.audit_refusal(&self.ctx, &r, None);
                 if !is_final {
                     return None; // a refused notification or server request is dropped (and audited)
                 }
-                let id = self.request_id.as_deref().and_then(|i| serde_json::value::RawValue::from_string(i.to_owned()).ok());
+                let id = self
+                    .request_id
+                    .as_deref()
+                    .and_then(|i| serde_json::value::RawValue::from_string(i.to_owned()).ok());
                 let err = r.to_rpc_error().to_bytes(id.as_deref());
-                Some(sse::encode(frame.id.as_deref(), Some("message"), None, std::str::from_utf8(&err).ok()))
+                Some(sse::encode(
+                    frame.id.as_deref(),
+                    Some("message"),
+                    None,
+                    std::str::from_utf8(&err).ok(),
+                ))
             }
         }
     }

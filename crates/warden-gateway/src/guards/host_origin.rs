@@ -17,8 +17,16 @@ pub struct HostOrigin {
 impl HostOrigin {
     pub fn new(cfg: &ServerConfig) -> Self {
         Self {
-            hosts: cfg.effective_allowed_hosts().iter().map(|h| h.to_ascii_lowercase()).collect(),
-            origins: cfg.allowed_origins.iter().map(|o| o.to_ascii_lowercase()).collect(),
+            hosts: cfg
+                .effective_allowed_hosts()
+                .iter()
+                .map(|h| h.to_ascii_lowercase())
+                .collect(),
+            origins: cfg
+                .allowed_origins
+                .iter()
+                .map(|o| o.to_ascii_lowercase())
+                .collect(),
         }
     }
 
@@ -34,7 +42,9 @@ impl HostOrigin {
             return true;
         }
         match o.split_once("://") {
-            Some(("http" | "https", rest)) if !rest.contains('/') && !rest.is_empty() => self.host_allowed(rest),
+            Some(("http" | "https", rest)) if !rest.contains('/') && !rest.is_empty() => {
+                self.host_allowed(rest)
+            }
             _ => false,
         }
     }
@@ -52,7 +62,14 @@ fn strip_port(hp: &str) -> &str {
 }
 
 fn forbidden(reason: &'static str, message: &'static str, hint: &'static str) -> Verdict {
-    Verdict::Deny(Refusal::new(403, code::INVALID_REQUEST, reason, "P8.4", message, hint))
+    Verdict::Deny(Refusal::new(
+        403,
+        code::INVALID_REQUEST,
+        reason,
+        "P8.4",
+        message,
+        hint,
+    ))
 }
 
 impl Guard for HostOrigin {
@@ -61,18 +78,36 @@ impl Guard for HostOrigin {
     }
 
     fn http_request(&self, req: &HttpFacts<'_>, _ctx: &mut Ctx) -> Verdict {
-        let host = req
-            .authority
-            .or_else(|| req.headers.get(http::header::HOST).and_then(|v| v.to_str().ok()));
+        let host = req.authority.or_else(|| {
+            req.headers
+                .get(http::header::HOST)
+                .and_then(|v| v.to_str().ok())
+        });
         match host {
             Some(h) if self.host_allowed(h) => {}
-            Some(_) => return forbidden("host_not_allowed", "Host not allowed", "the Host header names a host this gateway does not serve (DNS-rebinding defence); add it to server.allowed_hosts if legitimate"),
-            None => return forbidden("host_missing", "Host header required", "send a Host header naming an allowed host"),
+            Some(_) => {
+                return forbidden(
+                    "host_not_allowed",
+                    "Host not allowed",
+                    "the Host header names a host this gateway does not serve (DNS-rebinding defence); add it to server.allowed_hosts if legitimate",
+                );
+            }
+            None => {
+                return forbidden(
+                    "host_missing",
+                    "Host header required",
+                    "send a Host header naming an allowed host",
+                );
+            }
         }
         match req.headers.get(http::header::ORIGIN).map(|v| v.to_str()) {
             None => Verdict::Continue,
             Some(Ok(o)) if self.origin_allowed(o) => Verdict::Continue,
-            Some(_) => forbidden("origin_not_allowed", "Origin not allowed", "requests from this web origin are refused (DNS-rebinding defence); add it to server.allowed_origins if legitimate"),
+            Some(_) => forbidden(
+                "origin_not_allowed",
+                "Origin not allowed",
+                "requests from this web origin are refused (DNS-rebinding defence); add it to server.allowed_origins if legitimate",
+            ),
         }
     }
 }
@@ -90,18 +125,40 @@ mod tests {
         if let Some(v) = origin {
             h.insert("origin", HeaderValue::from_str(v).unwrap());
         }
-        g.http_request(&HttpFacts { method: &Method::POST, path: "/mcp", authority: None, headers: &h }, &mut Ctx::test())
+        g.http_request(
+            &HttpFacts {
+                method: &Method::POST,
+                path: "/mcp",
+                authority: None,
+                headers: &h,
+            },
+            &mut Ctx::test(),
+        )
     }
 
     #[test]
     fn loopback_defaults_accept_local_and_refuse_rebinding() {
         let g = HostOrigin::new(&ServerConfig::default());
-        assert_eq!(check(&g, Some("localhost:8080"), Some("http://localhost:8080")), Verdict::Continue);
+        assert_eq!(
+            check(&g, Some("localhost:8080"), Some("http://localhost:8080")),
+            Verdict::Continue
+        );
         assert_eq!(check(&g, Some("127.0.0.1:9"), None), Verdict::Continue);
-        assert_eq!(check(&g, Some("[::1]:9"), Some("http://[::1]:9")), Verdict::Continue);
+        assert_eq!(
+            check(&g, Some("[::1]:9"), Some("http://[::1]:9")),
+            Verdict::Continue
+        );
         for (host, origin, reason) in [
-            (Some("evil.example.com"), Some("http://evil.example.com"), "host_not_allowed"),
-            (Some("localhost:8080"), Some("http://evil.example.com"), "origin_not_allowed"),
+            (
+                Some("evil.example.com"),
+                Some("http://evil.example.com"),
+                "host_not_allowed",
+            ),
+            (
+                Some("localhost:8080"),
+                Some("http://evil.example.com"),
+                "origin_not_allowed",
+            ),
             (Some("localhost:8080"), Some("null"), "origin_not_allowed"),
             (Some("localhost.evil.com"), None, "host_not_allowed"),
             (None, None, "host_missing"),
@@ -118,10 +175,27 @@ mod tests {
 
     #[test]
     fn configured_origins_are_exact() {
-        let cfg = ServerConfig { allowed_hosts: Some(vec!["gw.example.com".into()]), allowed_origins: vec!["https://app.example.com".into()], ..Default::default() };
+        let cfg = ServerConfig {
+            allowed_hosts: Some(vec!["gw.example.com".into()]),
+            allowed_origins: vec!["https://app.example.com".into()],
+            ..Default::default()
+        };
         let g = HostOrigin::new(&cfg);
-        assert_eq!(check(&g, Some("gw.example.com"), Some("https://app.example.com")), Verdict::Continue);
-        assert!(matches!(check(&g, Some("gw.example.com"), Some("https://app.example.com.evil")), Verdict::Deny(_)));
-        assert!(matches!(check(&g, Some("localhost"), None), Verdict::Deny(_)));
+        assert_eq!(
+            check(&g, Some("gw.example.com"), Some("https://app.example.com")),
+            Verdict::Continue
+        );
+        assert!(matches!(
+            check(
+                &g,
+                Some("gw.example.com"),
+                Some("https://app.example.com.evil")
+            ),
+            Verdict::Deny(_)
+        ));
+        assert!(matches!(
+            check(&g, Some("localhost"), None),
+            Verdict::Deny(_)
+        ));
     }
 }

@@ -11,13 +11,21 @@ use crate::guard::{Check, Ctx, Guard, Refusal, Verdict};
 
 pub struct StatelessRules;
 
-fn bad_request(rpc_code: i64, reason: &'static str, message: String, hint: &'static str) -> Refusal {
+fn bad_request(
+    rpc_code: i64,
+    reason: &'static str,
+    message: String,
+    hint: &'static str,
+) -> Refusal {
     Refusal::new(400, rpc_code, reason, "P3.4", message, hint)
 }
 
 /// The versions a stateless client may ask for, as the -32022 error lists them.
 pub fn supported_stateless() -> serde_json::Value {
-    ProtocolVersion::of_generation(Generation::Stateless).map(|v| v.as_str()).collect::<Vec<_>>().into()
+    ProtocolVersion::of_generation(Generation::Stateless)
+        .map(|v| v.as_str())
+        .collect::<Vec<_>>()
+        .into()
 }
 
 impl StatelessRules {
@@ -25,12 +33,19 @@ impl StatelessRules {
         if ctx.generation != Some(Generation::Stateless) || msg.kind() != Kind::Request {
             return Ok(());
         }
-        let params = msg
-            .params_view()
-            .map_err(|e| bad_request(code::INVALID_PARAMS, "invalid_params", e.to_string(), "params must be an object"))?;
+        let params = msg.params_view().map_err(|e| {
+            bad_request(
+                code::INVALID_PARAMS,
+                "invalid_params",
+                e.to_string(),
+                "params must be an object",
+            )
+        })?;
         let meta = params.meta.as_ref();
         let version = meta.and_then(|m| m.protocol_version_str());
-        let (Some(version), Some(_)) = (version.as_deref(), meta.and_then(|m| m.client_capabilities)) else {
+        let (Some(version), Some(_)) =
+            (version.as_deref(), meta.and_then(|m| m.client_capabilities))
+        else {
             return Err(bad_request(
                 code::INVALID_PARAMS,
                 "request_meta_missing",
@@ -39,12 +54,23 @@ impl StatelessRules {
             ));
         };
         // A header that disagrees with the body is a mismatch (-32020) before it is a version question.
-        let header_version = ctx.headers.as_ref().and_then(|h| h.get("mcp-protocol-version")).map(|v| v.to_str().unwrap_or("").trim_matches([' ', '\t']).to_owned());
+        let header_version = ctx
+            .headers
+            .as_ref()
+            .and_then(|h| h.get("mcp-protocol-version"))
+            .map(|v| {
+                v.to_str()
+                    .unwrap_or("")
+                    .trim_matches([' ', '\t'])
+                    .to_owned()
+            });
         if let Some(hv) = header_version.filter(|hv| hv != version) {
             return Err(bad_request(code::HEADER_MISMATCH, "header_mismatch", format!("Header mismatch: MCP-Protocol-Version '{hv}' does not match body _meta '{version}'"), "send MCP-Protocol-Version equal to _meta io.modelcontextprotocol/protocolVersion")
                 .with_data("header", "MCP-Protocol-Version".into()));
         }
-        if ProtocolVersion::parse(version).map(ProtocolVersion::generation) != Some(Generation::Stateless) {
+        if ProtocolVersion::parse(version).map(ProtocolVersion::generation)
+            != Some(Generation::Stateless)
+        {
             return Err(bad_request(
                 code::UNSUPPORTED_PROTOCOL_VERSION,
                 "unsupported_protocol_version",
@@ -56,14 +82,27 @@ impl StatelessRules {
         }
         if let Some(h) = &ctx.headers {
             let get = |name: &str| h.get(name).and_then(|v| v.to_str().ok());
-            let meta_headers = MetaHeaders { protocol_version: get("mcp-protocol-version"), method: get("mcp-method"), name: get("mcp-name") };
+            let meta_headers = MetaHeaders {
+                protocol_version: get("mcp-protocol-version"),
+                method: get("mcp-method"),
+                name: get("mcp-name"),
+            };
             let mismatch = |e: warden_proto::headers::HeaderMismatch| {
-                bad_request(code::HEADER_MISMATCH, "header_mismatch", format!("Header mismatch: {e}"), "send Mcp-* headers equal to the body values (SEP-2243)")
-                    .with_data("header", e.header.into())
+                bad_request(
+                    code::HEADER_MISMATCH,
+                    "header_mismatch",
+                    format!("Header mismatch: {e}"),
+                    "send Mcp-* headers equal to the body values (SEP-2243)",
+                )
+                .with_data("header", e.header.into())
             };
             check_standard(&meta_headers, msg, &params).map_err(mismatch)?;
-            if let (Some(specs), "tools/call") = (&ctx.param_headers, msg.method().unwrap_or_default()) {
-                let args: Option<serde_json::Value> = params.arguments.and_then(|a| serde_json::from_str(a.get()).ok());
+            if let (Some(specs), "tools/call") =
+                (&ctx.param_headers, msg.method().unwrap_or_default())
+            {
+                let args: Option<serde_json::Value> = params
+                    .arguments
+                    .and_then(|a| serde_json::from_str(a.get()).ok());
                 let lookup = |name: &str| h.get(name).and_then(|v| v.to_str().ok());
                 check_params(specs, args.as_ref(), lookup).map_err(mismatch)?;
             }
@@ -119,20 +158,53 @@ mod tests {
 
     #[test]
     fn accepts_a_well_formed_request() {
-        let body = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"echo",{META}}}}}"#);
-        let v = run(&body, &[("mcp-protocol-version", "2026-07-28"), ("mcp-method", "tools/call"), ("mcp-name", "echo")]);
+        let body = format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"echo",{META}}}}}"#
+        );
+        let v = run(
+            &body,
+            &[
+                ("mcp-protocol-version", "2026-07-28"),
+                ("mcp-method", "tools/call"),
+                ("mcp-name", "echo"),
+            ],
+        );
         assert_eq!(v, Verdict::Continue);
     }
 
     #[test]
     fn refuses_missing_meta_unsupported_version_and_spoofed_headers() {
-        let h = [("mcp-protocol-version", "2026-07-28"), ("mcp-method", "tools/list")];
-        assert_eq!(code_of(run(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{}}"#, &h)), -32602);
+        let h = [
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/list"),
+        ];
+        assert_eq!(
+            code_of(run(
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{}}"#,
+                &h
+            )),
+            -32602
+        );
         let old = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"1900-01-01","io.modelcontextprotocol/clientCapabilities":{}}}}"#;
         assert_eq!(code_of(run(old, &h)), -32022);
-        let body = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"echo",{META}}}}}"#);
-        let spoof = [("mcp-protocol-version", "2026-07-28"), ("mcp-method", "tools/call"), ("mcp-name", "rm_rf")];
+        let body = format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"echo",{META}}}}}"#
+        );
+        let spoof = [
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/call"),
+            ("mcp-name", "rm_rf"),
+        ];
         assert_eq!(code_of(run(&body, &spoof)), -32020);
-        assert_eq!(code_of(run(&body, &[("mcp-protocol-version", "2026-07-28"), ("mcp-method", "tools/call")])), -32020);
+        assert_eq!(
+            code_of(run(
+                &body,
+                &[
+                    ("mcp-protocol-version", "2026-07-28"),
+                    ("mcp-method", "tools/call")
+                ]
+            )),
+            -32020
+        );
     }
 }

@@ -19,7 +19,14 @@ use warden_proto::sse::SseDecoder;
 use super::{Frame, Reply, UpstreamError};
 
 /// Client request headers copied upstream; everything else (Authorization, Cookie, Origin…) stays.
-pub const FORWARDED: [&str; 6] = ["accept", "content-type", "mcp-protocol-version", "mcp-method", "mcp-name", "last-event-id"];
+pub const FORWARDED: [&str; 6] = [
+    "accept",
+    "content-type",
+    "mcp-protocol-version",
+    "mcp-method",
+    "mcp-name",
+    "last-event-id",
+];
 
 /// One remote upstream and its connection pool.
 #[derive(Clone)]
@@ -40,7 +47,9 @@ pub struct HttpAnswer {
 impl HttpUpstream {
     pub fn new(cfg: &UpstreamConfig, max_message: usize) -> Result<Self, UpstreamError> {
         let url = cfg.url.as_deref().unwrap_or_default();
-        let uri: Uri = url.parse().map_err(|e| UpstreamError::Unreachable(format!("bad url {url}: {e}")))?;
+        let uri: Uri = url
+            .parse()
+            .map_err(|e| UpstreamError::Unreachable(format!("bad url {url}: {e}")))?;
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(10)));
@@ -49,13 +58,26 @@ impl HttpUpstream {
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(256)
             .build(connector);
-        Ok(Self { uri, client, timeout: Duration::from_millis(cfg.timeout_ms), max_message })
+        Ok(Self {
+            uri,
+            client,
+            timeout: Duration::from_millis(cfg.timeout_ms),
+            max_message,
+        })
     }
 
     /// Send one request to the upstream endpoint.
-    pub async fn send(&self, method: Method, client_headers: &HeaderMap, session: Option<&str>, body: Bytes) -> Result<HttpAnswer, UpstreamError> {
+    pub async fn send(
+        &self,
+        method: Method,
+        client_headers: &HeaderMap,
+        session: Option<&str>,
+        body: Bytes,
+    ) -> Result<HttpAnswer, UpstreamError> {
         let mut req = Request::builder().method(method).uri(self.uri.clone());
-        let headers = req.headers_mut().ok_or_else(|| UpstreamError::Invalid("request builder".into()))?;
+        let headers = req
+            .headers_mut()
+            .ok_or_else(|| UpstreamError::Invalid("request builder".into()))?;
         for name in FORWARDED {
             for v in client_headers.get_all(name) {
                 headers.append(name, v.clone());
@@ -67,35 +89,64 @@ impl HttpUpstream {
             }
         }
         if let Some(s) = session {
-            let v = HeaderValue::from_str(s).map_err(|_| UpstreamError::Invalid("upstream session id is not a header value".into()))?;
+            let v = HeaderValue::from_str(s).map_err(|_| {
+                UpstreamError::Invalid("upstream session id is not a header value".into())
+            })?;
             headers.insert("mcp-session-id", v);
         }
-        let req = req.body(Full::new(body)).map_err(|e| UpstreamError::Invalid(e.to_string()))?;
+        let req = req
+            .body(Full::new(body))
+            .map_err(|e| UpstreamError::Invalid(e.to_string()))?;
         let resp = tokio::time::timeout(self.timeout, self.client.request(req))
             .await
             .map_err(|_| UpstreamError::Timeout(self.timeout.as_millis() as u64))?
             .map_err(|e| UpstreamError::Unreachable(e.to_string()))?;
         let status = resp.status().as_u16();
-        let session_id = resp.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
-        let content_type = resp.headers().get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
-        let is_sse = content_type.as_deref().is_some_and(|c| c.starts_with("text/event-stream"));
+        let session_id = resp
+            .headers()
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let content_type = resp
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let is_sse = content_type
+            .as_deref()
+            .is_some_and(|c| c.starts_with("text/event-stream"));
         let body = resp.into_body();
         let reply = if is_sse {
-            Reply::Stream { frames: self.stream(body), sse: true }
+            Reply::Stream {
+                frames: self.stream(body),
+                sse: true,
+            }
         } else if status == 202 {
             Reply::Accepted
         } else {
-            let collected = tokio::time::timeout(self.timeout, Limited::new(body, self.max_message).collect())
-                .await
-                .map_err(|_| UpstreamError::Timeout(self.timeout.as_millis() as u64))?
-                .map_err(|e| UpstreamError::Invalid(e.to_string()))?;
-            Reply::Body { status, content_type, body: collected.to_bytes() }
+            let collected =
+                tokio::time::timeout(self.timeout, Limited::new(body, self.max_message).collect())
+                    .await
+                    .map_err(|_| UpstreamError::Timeout(self.timeout.as_millis() as u64))?
+                    .map_err(|e| UpstreamError::Invalid(e.to_string()))?;
+            Reply::Body {
+                status,
+                content_type,
+                body: collected.to_bytes(),
+            }
         };
-        Ok(HttpAnswer { reply, session_id, status })
+        Ok(HttpAnswer {
+            reply,
+            session_id,
+            status,
+        })
     }
 
     /// Read an SSE body into frames on a task; dropping the receiver closes the upstream stream.
-    fn stream(&self, mut body: hyper::body::Incoming) -> mpsc::Receiver<Result<Frame, UpstreamError>> {
+    fn stream(
+        &self,
+        mut body: hyper::body::Incoming,
+    ) -> mpsc::Receiver<Result<Frame, UpstreamError>> {
         let (tx, rx) = mpsc::channel(64);
         let max = self.max_message;
         tokio::spawn(async move {
@@ -113,7 +164,9 @@ impl HttpUpstream {
                         Err(_) => continue,
                     },
                     Err(e) => {
-                        let _ = tx.send(Err(UpstreamError::Unreachable(e.to_string()))).await;
+                        let _ = tx
+                            .send(Err(UpstreamError::Unreachable(e.to_string())))
+                            .await;
                         return;
                     }
                 };
@@ -122,7 +175,13 @@ impl HttpUpstream {
                     return;
                 }
                 for b in blocks.drain(..) {
-                    let f = Frame { data: b.data.map(Bytes::from), id: b.id, event: b.event, retry: b.retry, raw: Some(b.raw) };
+                    let f = Frame {
+                        data: b.data.map(Bytes::from),
+                        id: b.id,
+                        event: b.event,
+                        retry: b.retry,
+                        raw: Some(b.raw),
+                    };
                     if tx.send(Ok(f)).await.is_err() {
                         return;
                     }

@@ -22,7 +22,10 @@ pub struct Frame {
 
 impl Frame {
     pub fn message(data: Bytes) -> Self {
-        Self { data: Some(data), ..Default::default() }
+        Self {
+            data: Some(data),
+            ..Default::default()
+        }
     }
 }
 
@@ -58,7 +61,14 @@ pub enum Reply {
     /// Accepted with nothing to say (202).
     Accepted,
     /// One body with its HTTP status and content type, relayed as-is.
-    Body { status: u16, content_type: Option<String>, body: Bytes },
+    Body {
+        status: u16,
+        content_type: Option<String>,
+        body: Bytes,
+    },
     /// A stream of frames (SSE from HTTP upstreams, messages from stdio ones).
-    Stream { frames: mpsc::Receiver<Result<Frame, UpstreamError>>, sse: bool },
+    Stream {
+        frames: mpsc::Receiver<Result<Frame, UpstreamError>>,
+        sse: bool,
+    },
 }

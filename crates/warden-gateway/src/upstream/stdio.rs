@@ -104,22 +104,43 @@ impl StdioUpstream {
     }
 
     /// Send a request; its response and related messages arrive on the returned stream.
-    pub async fn request(&self, msg: &Message<'_>, progress_token: Option<String>) -> Result<mpsc::Receiver<Result<Frame, UpstreamError>>, UpstreamError> {
+    pub async fn request(
+        &self,
+        msg: &Message<'_>,
+        progress_token: Option<String>,
+    ) -> Result<mpsc::Receiver<Result<Frame, UpstreamError>>, UpstreamError> {
         let run = self.ensure_running().await?;
         let client_id = msg.id().map(|i| i.get().to_owned()).unwrap_or_default();
         let (key, line, client_id) = if self.remap_ids {
             let wid = format!("\"w{}\"", self.seq.fetch_add(1, Ordering::Relaxed));
-            let span = msg.id_span().ok_or_else(|| UpstreamError::Invalid("request without id".into()))?;
-            let edited = splice::replace(msg.raw(), span, wid.as_bytes()).map_err(|e| UpstreamError::Invalid(e.to_string()))?;
+            let span = msg
+                .id_span()
+                .ok_or_else(|| UpstreamError::Invalid("request without id".into()))?;
+            let edited = splice::replace(msg.raw(), span, wid.as_bytes())
+                .map_err(|e| UpstreamError::Invalid(e.to_string()))?;
             (wid, Bytes::from(edited), Some(Bytes::from(client_id)))
         } else {
             (client_id, Bytes::copy_from_slice(msg.raw()), None)
         };
         let (tx, rx) = mpsc::channel(64);
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
-        run.pending.lock().unwrap_or_else(|p| p.into_inner()).insert(key.clone(), Pending { tx, token: progress_token, seq, client_id });
+        run.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(
+                key.clone(),
+                Pending {
+                    tx,
+                    token: progress_token,
+                    seq,
+                    client_id,
+                },
+            );
         if let Err(e) = write_line(&run, line).await {
-            run.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+            run.pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&key);
             return Err(e);
         }
         Ok(rx)
@@ -129,9 +150,16 @@ impl StdioUpstream {
     pub async fn cancel(&self, request_id_raw: &str) {
         let guard = self.running.lock().await;
         if let Some(run) = guard.as_ref() {
-            let removed = run.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(request_id_raw).is_some();
+            let removed = run
+                .pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(request_id_raw)
+                .is_some();
             if removed && run.alive.load(Ordering::Relaxed) {
-                let note = format!(r#"{{"jsonrpc":"2.0","method":"notifications/cancelled","params":{{"requestId":{request_id_raw},"reason":"client closed the stream"}}}}"#);
+                let note = format!(
+                    r#"{{"jsonrpc":"2.0","method":"notifications/cancelled","params":{{"requestId":{request_id_raw},"reason":"client closed the stream"}}}}"#
+                );
                 let _ = run.stdin.send(Bytes::from(note)).await;
             }
         }
@@ -162,7 +190,11 @@ impl StdioUpstream {
             }
             *guard = None;
         }
-        let wait = self.next_spawn.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let wait = self
+            .next_spawn
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
         if let Some(at) = wait {
             let now = Instant::now();
             if at > now {
@@ -182,12 +214,26 @@ impl StdioUpstream {
     async fn replay_init(&self, run: &Arc<Running>) {
         let (init, initialized) = self.init.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let Some(init) = init else { return };
-        let Ok(msg) = Message::parse(&init) else { return };
+        let Ok(msg) = Message::parse(&init) else {
+            return;
+        };
         let key = msg.id().map(|i| i.get().to_owned()).unwrap_or_default();
         let (tx, mut rx) = mpsc::channel(4);
-        run.pending.lock().unwrap_or_else(|p| p.into_inner()).insert(key, Pending { tx, token: None, seq: 0, client_id: None });
+        run.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(
+                key,
+                Pending {
+                    tx,
+                    token: None,
+                    seq: 0,
+                    client_id: None,
+                },
+            );
         if write_line(run, init).await.is_ok() {
-            let _ = tokio::time::timeout(Duration::from_millis(self.cfg.timeout_ms), rx.recv()).await;
+            let _ =
+                tokio::time::timeout(Duration::from_millis(self.cfg.timeout_ms), rx.recv()).await;
             if let Some(n) = initialized {
                 let _ = write_line(run, n).await;
             }
@@ -197,9 +243,16 @@ impl StdioUpstream {
 
     async fn spawn(&self) -> Result<Arc<Running>, UpstreamError> {
         let argv = self.cfg.command.clone().unwrap_or_default();
-        let (prog, args) = argv.split_first().ok_or_else(|| UpstreamError::Unreachable("empty command".into()))?;
+        let (prog, args) = argv
+            .split_first()
+            .ok_or_else(|| UpstreamError::Unreachable("empty command".into()))?;
         let mut cmd = Command::new(prog);
-        cmd.args(args).env_clear().stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit()).kill_on_drop(true);
+        cmd.args(args)
+            .env_clear()
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true);
         for k in &self.cfg.env_passthrough {
             if let Some(v) = std::env::var_os(k) {
                 cmd.env(k, v);
@@ -214,19 +267,38 @@ impl StdioUpstream {
             UpstreamError::Unreachable(format!("cannot start {prog}: {e}"))
         })?;
         let (Some(mut stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
-            return Err(UpstreamError::Unreachable("child has no stdio pipes".into()));
+            return Err(UpstreamError::Unreachable(
+                "child has no stdio pipes".into(),
+            ));
         };
         let (in_tx, mut in_rx) = mpsc::channel::<Bytes>(256);
-        let run = Arc::new(Running { stdin: in_tx, pending: Mutex::new(HashMap::new()), alive: AtomicBool::new(true), started: Instant::now() });
+        let run = Arc::new(Running {
+            stdin: in_tx,
+            pending: Mutex::new(HashMap::new()),
+            alive: AtomicBool::new(true),
+            started: Instant::now(),
+        });
         tokio::spawn(async move {
             while let Some(line) = in_rx.recv().await {
-                if stdin.write_all(&line).await.is_err() || stdin.write_all(b"\n").await.is_err() || stdin.flush().await.is_err() {
+                if stdin.write_all(&line).await.is_err()
+                    || stdin.write_all(b"\n").await.is_err()
+                    || stdin.flush().await.is_err()
+                {
                     break;
                 }
             }
         });
-        (self.on_event)("upstream.start", format!("{} pid {}", self.cfg.name, child.id().unwrap_or(0)));
-        let reader = Reader { run: run.clone(), outbox: self.outbox.clone(), max_line: self.max_line, on_event: self.on_event.clone(), name: self.cfg.name.clone() };
+        (self.on_event)(
+            "upstream.start",
+            format!("{} pid {}", self.cfg.name, child.id().unwrap_or(0)),
+        );
+        let reader = Reader {
+            run: run.clone(),
+            outbox: self.outbox.clone(),
+            max_line: self.max_line,
+            on_event: self.on_event.clone(),
+            name: self.cfg.name.clone(),
+        };
         let watch = run.clone();
         let on_event = self.on_event.clone();
         let name = self.cfg.name.clone();
@@ -239,13 +311,23 @@ impl StdioUpstream {
 
     fn note_failure(&self) {
         let n = self.failures.fetch_add(1, Ordering::Relaxed).min(16) as u32;
-        let delay = self.cfg.initial_backoff_ms.saturating_mul(1u64 << n).min(self.cfg.max_backoff_ms);
-        *self.next_spawn.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now() + Duration::from_millis(delay));
+        let delay = self
+            .cfg
+            .initial_backoff_ms
+            .saturating_mul(1u64 << n)
+            .min(self.cfg.max_backoff_ms);
+        *self.next_spawn.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some(Instant::now() + Duration::from_millis(delay));
     }
 
     /// Record that the running child died, so the next use waits for the backoff.
     pub async fn note_exit_if_dead(&self) {
-        let dead = self.running.lock().await.as_ref().is_some_and(|r| !r.alive.load(Ordering::Relaxed));
+        let dead = self
+            .running
+            .lock()
+            .await
+            .as_ref()
+            .is_some_and(|r| !r.alive.load(Ordering::Relaxed));
         if dead {
             self.note_failure();
         }
@@ -259,11 +341,18 @@ async fn write_line(run: &Running, line: Bytes) -> Result<(), UpstreamError> {
     // Newline-delimited framing: JSON whitespace newlines become spaces (newlines inside strings
     // are always escaped in valid JSON, so meaning is unchanged).
     let line = if line.contains(&b'\n') || line.contains(&b'\r') {
-        Bytes::from(line.iter().map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b }).collect::<Vec<u8>>())
+        Bytes::from(
+            line.iter()
+                .map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b })
+                .collect::<Vec<u8>>(),
+        )
     } else {
         line
     };
-    run.stdin.send(line).await.map_err(|_| UpstreamError::Exited)
+    run.stdin
+        .send(line)
+        .await
+        .map_err(|_| UpstreamError::Exited)
 }
 
 async fn supervise(mut child: Child, run: Arc<Running>, on_event: EventHook, name: String) {
@@ -275,7 +364,13 @@ async fn supervise(mut child: Child, run: Arc<Running>, on_event: EventHook, nam
         }
     };
     run.alive.store(false, Ordering::Relaxed);
-    let pending: Vec<Pending> = run.pending.lock().unwrap_or_else(|p| p.into_inner()).drain().map(|(_, p)| p).collect();
+    let pending: Vec<Pending> = run
+        .pending
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .drain()
+        .map(|(_, p)| p)
+        .collect();
     for p in pending {
         let _ = p.tx.try_send(Err(UpstreamError::Exited));
     }
@@ -321,7 +416,10 @@ impl Reader {
 
     fn route(&self, raw: Bytes) {
         let Ok(msg) = Message::parse(&raw) else {
-            (self.on_event)("upstream.invalid_message", format!("{}: dropped a line that is not JSON-RPC", self.name));
+            (self.on_event)(
+                "upstream.invalid_message",
+                format!("{}: dropped a line that is not JSON-RPC", self.name),
+            );
             return;
         };
         let mut pending = self.run.pending.lock().unwrap_or_else(|p| p.into_inner());
@@ -329,11 +427,16 @@ impl Reader {
             Kind::Response | Kind::Error => {
                 let key = msg.id().map(|i| i.get().to_owned()).unwrap_or_default();
                 let Some(p) = pending.remove(&key) else {
-                    (self.on_event)("upstream.unmatched_response", format!("{}: response to unknown id {key}", self.name));
+                    (self.on_event)(
+                        "upstream.unmatched_response",
+                        format!("{}: response to unknown id {key}", self.name),
+                    );
                     return;
                 };
                 let out = match (&p.client_id, msg.id_span()) {
-                    (Some(cid), Some(span)) => splice::replace(&raw, span, cid).map(Bytes::from).unwrap_or(raw.clone()),
+                    (Some(cid), Some(span)) => splice::replace(&raw, span, cid)
+                        .map(Bytes::from)
+                        .unwrap_or(raw.clone()),
                     _ => raw.clone(),
                 };
                 let _ = p.tx.try_send(Ok(Frame::message(out)));
@@ -360,7 +463,13 @@ impl Reader {
                 }
                 if out.backlog.len() >= BACKLOG {
                     out.backlog.pop_front();
-                    (self.on_event)("upstream.backlog_overflow", format!("{}: dropped the oldest undelivered server message", self.name));
+                    (self.on_event)(
+                        "upstream.backlog_overflow",
+                        format!(
+                            "{}: dropped the oldest undelivered server message",
+                            self.name
+                        ),
+                    );
                 }
                 out.backlog.push_back(raw);
             }
@@ -382,7 +491,11 @@ fn progress_token(msg: &Message<'_>) -> Option<String> {
 }
 
 /// Read one `\n`-terminated line of at most `max` bytes. `Ok(false)` at end of stream.
-pub async fn read_bounded_line<R: tokio::io::AsyncBufRead + Unpin>(r: &mut R, out: &mut Vec<u8>, max: usize) -> std::io::Result<bool> {
+pub async fn read_bounded_line<R: tokio::io::AsyncBufRead + Unpin>(
+    r: &mut R,
+    out: &mut Vec<u8>,
+    max: usize,
+) -> std::io::Result<bool> {
     loop {
         let buf = r.fill_buf().await?;
         if buf.is_empty() {
@@ -393,7 +506,10 @@ pub async fn read_bounded_line<R: tokio::io::AsyncBufRead + Unpin>(r: &mut R, ou
             None => (buf.len(), false),
         };
         if out.len() + take > max + 1 {
-            return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, format!("line longer than {max} bytes")));
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("line longer than {max} bytes"),
+            ));
         }
         out.extend_from_slice(&buf[..take]);
         r.consume(take);
