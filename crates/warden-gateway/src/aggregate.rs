@@ -192,10 +192,15 @@ pub async fn dispatch(
                 );
             }
         }
-        let body = if method == "logging/setLevel" {
+        let merged = if method == "logging/setLevel" {
             local_result(id, "{}")
         } else {
             merge_init(&gw, id, &answers)
+        };
+        // The server guards see the merged result the client gets, not its parts.
+        let body = match gw.pipeline.server_message(merged, &mut ctx).await {
+            Ok(b) => b,
+            Err(r) => return refuse(&gw, &ctx, r, id),
         };
         if let (Some(sess), true) = (&session, method == "initialize") {
             if let Ok(m) = Message::parse(&body) {
@@ -211,7 +216,11 @@ pub async fn dispatch(
     }
     if let Some(kind) = ListKind::of(&method) {
         let answers = fan_out(&gw, &mut ctx, &headers, s, &msg, &cleared).await;
-        let body = merge_list(&gw, &ctx, id, kind, &answers);
+        let merged = merge_list(&gw, &ctx, id, kind, &answers);
+        let body = match gw.pipeline.server_message(merged, &mut ctx).await {
+            Ok(b) => b,
+            Err(r) => return refuse(&gw, &ctx, r, id),
+        };
         gw.audit_done(&ctx, Decision::Allow, Some(200), None);
         return respond::json(200, body);
     }
@@ -329,15 +338,7 @@ async fn fan_out(
             }
             Err(e) => Err(e),
         };
-        let checked = match answer {
-            Ok(b) => gw
-                .pipeline
-                .server_message(b, ctx)
-                .await
-                .map_err(|r| UpstreamError::Invalid(r.reason.into())),
-            Err(e) => Err(e),
-        };
-        match checked {
+        match answer {
             Ok(b) if Message::parse(&b).is_ok_and(|m| m.kind() == Kind::Response) => {
                 out.push((idx, b))
             }

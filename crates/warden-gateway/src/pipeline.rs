@@ -18,14 +18,17 @@ use warden_config::Config;
 use warden_proto::Message;
 
 use crate::guard::{Ctx, Guard, HttpFacts, Refusal, Verdict};
-use crate::guards::{host_origin::HostOrigin, protocol::StatelessRules};
+use crate::guards::{host_origin::HostOrigin, protocol::StatelessRules, tool_headers::ToolHeaders};
 
 /// The guards, in order.
 pub fn guards(cfg: &Config) -> Vec<Box<dyn Guard>> {
     vec![
         // P8.4 DNS-rebinding defence: Host and Origin allowlists.
         Box::new(HostOrigin::new(&cfg.server)),
-        // P3.4 / P1.1: 2026-07-28 `_meta`, version and header–body agreement.
+        // P1.1 (SEP-2243): x-mcp-header annotations — withhold invalid tools, hand the called
+        // tool's annotations to the protocol rules below.
+        Box::new(ToolHeaders::default()),
+        // P3.4 / P1.1: 2026-07-28 `_meta`, version and header–body agreement (incl. Mcp-Param-*).
         Box::new(StatelessRules),
     ]
 }
@@ -177,7 +180,7 @@ mod tests {
     fn default_order_is_pinned() {
         assert_eq!(
             Pipeline::new(&Config::default()).names(),
-            ["host_origin", "stateless_rules"]
+            ["host_origin", "tool_headers", "stateless_rules"]
         );
     }
 }

@@ -321,7 +321,10 @@ async fn post(gw: Arc<Gateway>, mut ctx: Ctx, req: Request<Incoming>) -> Respons
     // Which generation, and which session.
     let mut session: Option<Arc<SessionState>> = None;
     let mut new_session_id: Option<String> = None;
-    if msg.method() == Some("initialize") {
+    // An `initialize` that declares the stateless generation (header or `_meta`) is a 2026-07-28
+    // request for a removed method, not the start of a session.
+    let modern = session_header.is_none() && is_stateless(&headers, &msg);
+    if msg.method() == Some("initialize") && !modern {
         if session_header.is_some() {
             return refuse(
                 &gw,
@@ -387,7 +390,7 @@ async fn post(gw: Arc<Gateway>, mut ctx: Ctx, req: Request<Incoming>) -> Respons
                 return refuse(&gw, &ctx, r, Some(&msg));
             }
         }
-    } else if is_stateless(&headers, &msg) {
+    } else if modern {
         ctx.generation = Some(Generation::Stateless);
         ctx.version = Some(ProtocolVersion::V2026_07_28);
         if matches!(msg.kind(), Kind::Response | Kind::Error) {

@@ -124,8 +124,9 @@ impl Relay {
                         let data = first.data.unwrap_or_default();
                         return match self.server_message(data).await {
                             Ok(out) => {
-                                self.finish(Decision::Allow, 200, None);
-                                self.with_session(respond::json(200, out))
+                                let status = self.status_for(&out);
+                                self.finish(Decision::Allow, status, None);
+                                self.with_session(respond::json(status, out))
                             }
                             Err(r) => self.refused(&r),
                         };
@@ -134,6 +135,35 @@ impl Relay {
                 }
                 self.stream(None, frames)
             }
+        }
+    }
+
+    /// HTTP status for a JSON answer from an upstream without HTTP (stdio). The 2026-07-28
+    /// transport gives some errors their own status: unknown method 404; header mismatch, missing
+    /// capability and unsupported version 400.
+    fn status_for(&self, out: &[u8]) -> u16 {
+        if self.ctx.generation != Some(warden_proto::Generation::Stateless) {
+            return 200;
+        }
+        #[derive(serde::Deserialize)]
+        struct E {
+            code: i64,
+        }
+        let code = Message::parse(out)
+            .ok()
+            .and_then(|m| {
+                m.error()
+                    .and_then(|e| serde_json::from_str::<E>(e.get()).ok())
+            })
+            .map(|e| e.code);
+        match code {
+            Some(code::METHOD_NOT_FOUND) => 404,
+            Some(
+                code::HEADER_MISMATCH
+                | code::MISSING_CLIENT_CAPABILITY
+                | code::UNSUPPORTED_PROTOCOL_VERSION,
+            ) => 400,
+            _ => 200,
         }
     }
 

@@ -2,3 +2,4 @@
 
 pub mod host_origin;
 pub mod protocol;
+pub mod tool_headers;

@@ -186,7 +186,13 @@ mod tests {
             -32602
         );
         let old = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"1900-01-01","io.modelcontextprotocol/clientCapabilities":{}}}}"#;
-        assert_eq!(code_of(run(old, &h)), -32022);
+        let old_h = [
+            ("mcp-protocol-version", "1900-01-01"),
+            ("mcp-method", "tools/list"),
+        ];
+        assert_eq!(code_of(run(old, &old_h)), -32022);
+        // A header that disagrees with the body is a mismatch first.
+        assert_eq!(code_of(run(old, &h)), -32020);
         let body = format!(
             r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"echo",{META}}}}}"#
         );

@@ -442,6 +442,20 @@ impl Reader {
                 let _ = p.tx.try_send(Ok(Frame::message(out)));
             }
             Kind::Notification | Kind::Request => {
+                // A notification stamped with a subscription id belongs to that `subscriptions/listen`
+                // stream; the id is the listen request's (Warden's, when remapped: give back the client's).
+                if let Some((sub_key, span)) = subscription_id(&msg) {
+                    if let Some(p) = pending.get(&sub_key) {
+                        let out = match &p.client_id {
+                            Some(cid) => splice::replace(&raw, span, cid)
+                                .map(Bytes::from)
+                                .unwrap_or(raw.clone()),
+                            None => raw.clone(),
+                        };
+                        let _ = p.tx.try_send(Ok(Frame::message(out)));
+                        return;
+                    }
+                }
                 let token = progress_token(&msg);
                 let target = pending
                     .values()
@@ -475,6 +489,26 @@ impl Reader {
             }
         }
     }
+}
+
+/// `params._meta["io.modelcontextprotocol/subscriptionId"]`: its raw text and span in the message.
+fn subscription_id(msg: &Message<'_>) -> Option<(String, std::ops::Range<usize>)> {
+    #[derive(serde::Deserialize)]
+    struct M<'a> {
+        #[serde(borrow, rename = "io.modelcontextprotocol/subscriptionId")]
+        sub: Option<&'a serde_json::value::RawValue>,
+    }
+    #[derive(serde::Deserialize)]
+    struct P<'a> {
+        #[serde(borrow, rename = "_meta")]
+        meta: Option<M<'a>>,
+    }
+    let p: P<'_> = serde_json::from_str(msg.params()?.get()).ok()?;
+    let sub = p.meta?.sub?;
+    Some((
+        sub.get().to_owned(),
+        warden_proto::envelope::span_in(msg.raw(), sub)?,
+    ))
 }
 
 fn progress_token(msg: &Message<'_>) -> Option<String> {
