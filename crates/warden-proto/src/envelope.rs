@@ -93,7 +93,15 @@ impl<'a> Message<'a> {
             serde_json::error::Category::Data => ProtoError::Invalid(data_reason(&e)),
             _ => ProtoError::Parse(e.to_string()),
         })?;
-        if env.jsonrpc.map(RawValue::get) != Some("\"2.0\"") {
+        let version_ok = match env.jsonrpc.map(RawValue::get) {
+            Some("\"2.0\"") => true,
+            // The same string spelt with escapes (`"2\u002e0"`) is still "2.0".
+            Some(raw) if raw.contains('\\') => {
+                serde_json::from_str::<String>(raw).ok().as_deref() == Some("2.0")
+            }
+            _ => false,
+        };
+        if !version_ok {
             return Err(ProtoError::Invalid("\"jsonrpc\" must be \"2.0\""));
         }
         let id = env.id;
@@ -284,6 +292,7 @@ mod tests {
             r#"{"jsonrpc":"2.0","id":1,"result":1,"error":{}}"#,
             r#"{"jsonrpc":"2.0","id":1,"method":"a","method":"b"}"#,
             r#"{"jsonrpc":"2.0","id":1,"method":"x","params":3}"#,
+            r#"{"jsonrpc":"2\u002e1","id":1,"method":"ping"}"#,
             r#"{"jsonrpc":"2.0","id":1,"method":7}"#,
             r#"[1]"#,
             r#""str""#,

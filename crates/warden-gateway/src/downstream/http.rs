@@ -152,6 +152,17 @@ async fn handle(gw: Arc<Gateway>, peer: SocketAddr, req: Request<Incoming>) -> R
 async fn read_body(gw: &Gateway, body: Incoming) -> Result<Bytes, Refusal> {
     let max = gw.cfg.limits.max_body_bytes;
     let timeout = Duration::from_millis(gw.cfg.server.body_timeout_ms);
+    // A declared length over the limit is refused from the head: no wait, no `100 Continue`.
+    if hyper::body::Body::size_hint(&body).lower() > max as u64 {
+        return Err(Refusal::new(
+            413,
+            code::INVALID_REQUEST,
+            "body_too_large",
+            "P1.1",
+            format!("Request body over {max} bytes"),
+            "send a smaller message; the limit is limits.max_body_bytes",
+        ));
+    }
     match tokio::time::timeout(timeout, Limited::new(body, max).collect()).await {
         Err(_) => Err(Refusal::new(
             408,
@@ -236,6 +247,13 @@ fn session_version(headers: &HeaderMap) -> Result<ProtocolVersion, Refusal> {
     }
 }
 
+/// `application/json`, with or without parameters (`; charset=utf-8`).
+fn is_json_media_type(ct: &str) -> bool {
+    ct.split(';')
+        .next()
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
+}
+
 /// Does this session-less request belong to the stateless generation?
 fn is_stateless(headers: &HeaderMap, msg: &Message<'_>) -> bool {
     let header = headers
@@ -258,7 +276,7 @@ async fn post(gw: Arc<Gateway>, mut ctx: Ctx, req: Request<Incoming>) -> Respons
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    if !ct.to_ascii_lowercase().starts_with("application/json") {
+    if !is_json_media_type(ct) {
         let r = Refusal::new(
             415,
             code::INVALID_REQUEST,
