@@ -151,7 +151,21 @@ pub async fn dispatch(
     match msg.kind() {
         Kind::Response | Kind::Error => return client_response(&gw, &ctx, &headers, s, &msg).await,
         Kind::Notification => {
+            let initialized = msg.method() == Some("notifications/initialized");
             for idx in (0..gw.upstreams.len()).filter(|i| live(s, *i)) {
+                if let (true, Some(sess)) = (initialized, s) {
+                    let _ = gw
+                        .forward(
+                            idx,
+                            s,
+                            &headers,
+                            &msg,
+                            crate::pipeline::Cleared(cleared.clone()),
+                        )
+                        .await;
+                    gw.open_standalone(idx, sess, &headers).await;
+                    continue;
+                }
                 let _ = gw
                     .forward(
                         idx,
@@ -330,7 +344,7 @@ async fn fan_out(
         {
             Ok((reply, sid)) => {
                 if let (Some(sess), Some(sid)) = (s, sid) {
-                    if let Link::Http { session_id } = &sess.links[idx] {
+                    if let Link::Http { session_id, .. } = &sess.links[idx] {
                         *session_id.lock().unwrap_or_else(|p| p.into_inner()) = Some(sid);
                     }
                 }
@@ -795,8 +809,17 @@ pub async fn get_stream(
         }
         match &session.links[idx] {
             Link::Stdio(child) => tagged(idx, child.open_server_stream(), tx.clone()),
-            Link::Http { .. } => {
-                if let Some(Ok(a)) = gw.forward_http(idx, &session, http::Method::GET, &h).await {
+            Link::Http { standalone, .. } => {
+                let opened = if h.contains_key("last-event-id") {
+                    None
+                } else {
+                    standalone.lock().ok().and_then(|mut s| s.take())
+                };
+                if let Some(frames) = opened {
+                    tagged(idx, frames, tx.clone());
+                } else if let Some(Ok(a)) =
+                    gw.forward_http(idx, &session, http::Method::GET, &h).await
+                {
                     if let Reply::Stream { frames, .. } = a.reply {
                         tagged(idx, frames, tx.clone());
                     }

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http::{HeaderMap, Method};
+use tokio::sync::mpsc;
 use warden_audit::{AuditEvent, AuditSink, Decision};
 use warden_config::{Config, UpstreamConfig};
 use warden_proto::limits::Limits;
@@ -35,7 +36,12 @@ pub struct Upstream {
 
 /// A downstream session's link to one upstream.
 pub enum Link {
-    Http { session_id: Mutex<Option<String>> },
+    Http {
+        session_id: Mutex<Option<String>>,
+        /// The upstream's standalone (GET) stream, opened by Warden as soon as the session is
+        /// initialized so no server-initiated message is lost before the client opens its own.
+        standalone: Mutex<Option<mpsc::Receiver<Result<crate::upstream::Frame, UpstreamError>>>>,
+    },
     Stdio(Arc<StdioUpstream>),
 }
 
@@ -117,6 +123,7 @@ impl Gateway {
             .map(|u| match &u.transport {
                 Transport::Http(_) => Link::Http {
                     session_id: Mutex::new(None),
+                    standalone: Mutex::new(None),
                 },
                 Transport::Stdio { .. } => Link::Stdio(Arc::new(StdioUpstream::new(
                     u.cfg.clone(),
@@ -152,7 +159,7 @@ impl Gateway {
         let result = match (&up.transport, session.map(|s| &s.links[idx])) {
             (Transport::Http(h), link) => {
                 let sid = match link {
-                    Some(Link::Http { session_id }) => {
+                    Some(Link::Http { session_id, .. }) => {
                         session_id.lock().unwrap_or_else(|p| p.into_inner()).clone()
                     }
                     _ => None,
@@ -185,6 +192,7 @@ impl Gateway {
                 sent.map(|r| (r, None))
             }
         };
+        tracing::debug!(upstream = %up.cfg.name, method = ?msg.method(), kind = ?msg.kind(), ok = result.is_ok(), "forwarded");
         self.metrics
             .upstream_up
             .get_or_create(&UpstreamLabel {
@@ -205,11 +213,37 @@ impl Gateway {
         let Transport::Http(h) = &self.upstreams[idx].transport else {
             return None;
         };
-        let Link::Http { session_id } = &session.links[idx] else {
+        let Link::Http { session_id, .. } = &session.links[idx] else {
             return None;
         };
         let sid = session_id.lock().unwrap_or_else(|p| p.into_inner()).clone();
         Some(h.send(method, headers, sid.as_deref(), Bytes::new()).await)
+    }
+
+    /// Open upstream `idx`'s standalone stream for the session and keep it until the client asks
+    /// for its GET stream (HTTP upstreams; others have nothing to open).
+    pub async fn open_standalone(
+        &self,
+        idx: usize,
+        session: &SessionState,
+        client_headers: &HeaderMap,
+    ) {
+        let Link::Http { standalone, .. } = &session.links[idx] else {
+            return;
+        };
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            http::header::ACCEPT,
+            http::HeaderValue::from_static("text/event-stream"),
+        );
+        if let Some(v) = client_headers.get("mcp-protocol-version") {
+            headers.insert("mcp-protocol-version", v.clone());
+        }
+        if let Some(Ok(answer)) = self.forward_http(idx, session, Method::GET, &headers).await {
+            if let Reply::Stream { frames, .. } = answer.reply {
+                *standalone.lock().unwrap_or_else(|p| p.into_inner()) = Some(frames);
+            }
+        }
     }
 
     /// Record a refusal: audit event and metrics.

@@ -82,10 +82,13 @@ pub async fn dispatch(
     };
     if is_init {
         if let (Some(s), Some(sid)) = (&session, upstream_sid) {
-            if let Link::Http { session_id } = &s.links[idx] {
+            if let Link::Http { session_id, .. } = &s.links[idx] {
                 *session_id.lock().unwrap_or_else(|p| p.into_inner()) = Some(sid);
             }
         }
+    }
+    if let (Some(s), Some("notifications/initialized")) = (&session, msg.method()) {
+        gw.open_standalone(idx, s, &headers).await;
     }
     let on_final: Option<OnFinal> = match (&session, is_init) {
         (Some(s), true) => {

@@ -104,6 +104,16 @@ pub async fn get_or_delete(gw: Arc<Gateway>, mut ctx: Ctx, req: Request<Incoming
                 frames: child.open_server_stream(),
                 sse: true,
             }),
+            Link::Http { standalone, .. }
+                if !req.headers().contains_key("last-event-id")
+                    && standalone.lock().map(|s| s.is_some()).unwrap_or(false) =>
+            {
+                let frames = standalone.lock().ok().and_then(|mut s| s.take());
+                match frames {
+                    Some(frames) => Ok(Reply::Stream { frames, sse: true }),
+                    None => Ok(Reply::Accepted),
+                }
+            }
             Link::Http { .. } => match gw
                 .forward_http(0, &session, Method::GET, req.headers())
                 .await

@@ -247,6 +247,7 @@ impl Relay {
                         break;
                     }
                 };
+                tracing::debug!(request = %me.ctx.request_id, id = ?frame.id, bytes = frame.data.as_ref().map_or(0, |d| d.len()), "relaying frame");
                 let out = match me.frame_bytes(frame, &mut final_seen).await {
                     Some(b) => b,
                     None => continue,
