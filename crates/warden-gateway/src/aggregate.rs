@@ -681,6 +681,7 @@ async fn relay_tagged(
         on_final: None,
         cancel,
         session_header: None,
+        log: None,
     };
     relay.respond(reply).await
 }
@@ -775,6 +776,7 @@ async fn listen(
         on_final: None,
         cancel: None,
         session_header: None,
+        log: None,
     };
     relay
         .respond(Reply::Stream {
@@ -836,6 +838,7 @@ pub async fn get_stream(
         on_final: None,
         cancel: None,
         session_header: None,
+        log: None,
     };
     relay
         .respond(Reply::Stream {

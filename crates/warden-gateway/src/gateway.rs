@@ -52,6 +52,8 @@ pub struct SessionState {
     pub links: Vec<Link>,
     /// Upstreams that answered `initialize`; others are left out of this session.
     pub live: Vec<AtomicBool>,
+    /// Warden-numbered, resumable SSE streams of this session (stdio upstreams).
+    pub events: Arc<crate::downstream::event_log::EventLog>,
 }
 
 pub struct Gateway {
@@ -143,6 +145,7 @@ impl Gateway {
             version: Mutex::new(None),
             links,
             live,
+            events: Default::default(),
         }
     }
 

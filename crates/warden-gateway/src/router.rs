@@ -118,8 +118,20 @@ pub async fn dispatch(
         on_final,
         cancel,
         session_header: new_session_id,
+        log: match (&gw.upstreams[idx].transport, &session) {
+            (Transport::Stdio { .. }, Some(s)) if accepts_sse(&headers) => Some(s.events.clone()),
+            _ => None,
+        },
     };
     relay.respond(reply).await
+}
+
+/// Does the client take `text/event-stream` answers?
+pub fn accepts_sse(headers: &HeaderMap) -> bool {
+    headers.get_all(http::header::ACCEPT).iter().any(|v| {
+        v.to_str()
+            .is_ok_and(|s| s.contains("text/event-stream") || s.contains("*/*"))
+    })
 }
 
 /// After `initialize`: keep the negotiated version, or end the session if the server refused.

@@ -58,13 +58,31 @@ fn passes(v: &Value, scenario: &str) -> bool {
         && v["scenarios"][scenario]["passed"].as_u64().unwrap_or(0) > 0
 }
 
-/// Through Warden: no scenario passes fewer checks, no scored check fails.
-fn assert_no_regression(label: &str, direct: &Value, through: &Value) {
+/// Checks a stdio upstream cannot pass whoever relays it, with the reason. Only these may be
+/// missing through Warden, and only for the stdio upstream.
+const STDIO_EXCEPTIONS: [(&str, u64, &str); 1] = [(
+    "server-sse-polling",
+    1,
+    "server-sse-disconnect-resume needs the server to close its HTTP stream mid-call; a stdio server has no stream to close",
+)];
+
+/// Through Warden: no scenario passes fewer checks (less the documented stdio exceptions), no
+/// scored check fails.
+fn assert_no_regression(label: &str, direct: &Value, through: &Value, stdio: bool) {
     let (d, t) = (scenarios(direct), scenarios(through));
     let mut worse = Vec::new();
     for (name, (dp, _)) in &d {
         let (tp, tf) = t.get(name).copied().unwrap_or((0, 0));
-        if tp < *dp {
+        let allowance = if stdio {
+            STDIO_EXCEPTIONS
+                .iter()
+                .filter(|(s, _, _)| s == name)
+                .map(|(_, n, _)| *n)
+                .sum()
+        } else {
+            0
+        };
+        if tp + allowance < *dp {
             worse.push(format!(
                 "{name}: {tp} passed through Warden ({tf} failed) vs {dp} directly"
             ));
@@ -75,8 +93,14 @@ fn assert_no_regression(label: &str, direct: &Value, through: &Value) {
         "{label}: scenarios that pass fewer checks through Warden:\n{}",
         worse.join("\n")
     );
+    let allowance: u64 = if stdio {
+        STDIO_EXCEPTIONS.iter().map(|(_, n, _)| n).sum()
+    } else {
+        0
+    };
     assert!(
-        through["passed_checks"].as_u64() >= direct["passed_checks"].as_u64(),
+        through["passed_checks"].as_u64().unwrap_or(0) + allowance
+            >= direct["passed_checks"].as_u64().unwrap_or(0),
         "{label}: {} checks passed through Warden vs {} directly",
         through["passed_checks"],
         direct["passed_checks"]
@@ -120,7 +144,12 @@ fn compare(requirements: &str) {
             direct["scored"]["passed_checks"],
             direct["scored"]["failed_checks"]
         );
-        assert_no_regression(&format!("{requirements} {label}"), &direct, through);
+        assert_no_regression(
+            &format!("{requirements} {label}"),
+            &direct,
+            through,
+            label.starts_with("stdio"),
+        );
         assert!(
             passes(through, "dns-rebinding-protection"),
             "{label}: Warden must pass DNS-rebinding protection"

@@ -99,11 +99,29 @@ pub async fn get_or_delete(gw: Arc<Gateway>, mut ctx: Ctx, req: Request<Incoming
             return crate::aggregate::get_stream(gw, ctx, req.headers().clone(), session).await;
         }
         ctx.upstream = Some(gw.upstreams[0].cfg.name.clone());
+        let mut log = None;
         let reply = match &session.links[0] {
-            Link::Stdio(child) => Ok(Reply::Stream {
-                frames: child.open_server_stream(),
-                sse: true,
-            }),
+            Link::Stdio(child) => {
+                // Resume a Warden-numbered stream of this session, or open the standalone stream.
+                let resume = req
+                    .headers()
+                    .get("last-event-id")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(super::event_log::parse_event_id);
+                if let Some((stream, seq)) = resume {
+                    if session.events.after(stream, Some(seq)).is_some() {
+                        let mut ev = gw.event(&ctx, "stream.resume", warden_audit::Decision::Allow);
+                        ev.control = Some("P8.3");
+                        gw.audit.emit(ev);
+                        return super::streams::follow(session.events.clone(), stream, Some(seq));
+                    }
+                }
+                log = Some(session.events.clone());
+                Ok(Reply::Stream {
+                    frames: child.open_server_stream(),
+                    sse: false,
+                })
+            }
             Link::Http { standalone, .. }
                 if !req.headers().contains_key("last-event-id")
                     && standalone.lock().map(|s| s.is_some()).unwrap_or(false) =>
@@ -133,6 +151,7 @@ pub async fn get_or_delete(gw: Arc<Gateway>, mut ctx: Ctx, req: Request<Incoming
                     on_final: None,
                     cancel: None,
                     session_header: None,
+                    log,
                 };
                 relay.respond(reply).await
             }

@@ -2,6 +2,7 @@
 //! desktop clients ([`stdio`]). Both put every message through the same [`crate::pipeline`].
 
 pub mod body;
+pub mod event_log;
 pub mod http;
 pub mod http_session;
 pub mod respond;

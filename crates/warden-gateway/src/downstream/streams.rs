@@ -14,6 +14,7 @@ use warden_proto::sse;
 use warden_proto::{Kind, Message};
 
 use super::body::{ChannelBody, Response};
+use super::event_log::EventLog;
 use super::respond;
 use crate::gateway::Gateway;
 use crate::guard::{Ctx, Refusal};
@@ -35,6 +36,9 @@ pub struct Relay {
     /// `Mcp-Session-Id` to put on the response (initialize).
     pub session_header: Option<String>,
     pub timeout: Duration,
+    /// Session event log: set for session-era stdio upstreams, whose streams Warden numbers and
+    /// keeps for resumption (see `event_log.rs`).
+    pub log: Option<Arc<EventLog>>,
 }
 
 /// Error message for the client's request when the upstream failed.
@@ -107,6 +111,9 @@ impl Relay {
                 }
             }
             Reply::Stream { mut frames, sse } => {
+                if let (false, Some(log)) = (sse, self.log.clone()) {
+                    return self.logged(log, frames);
+                }
                 if !sse {
                     // stdio: answer JSON when the first thing the server says is the final response.
                     let first = match tokio::time::timeout(self.timeout, frames.recv()).await {
@@ -327,6 +334,103 @@ impl Relay {
             }
         }
     }
+}
+
+impl Relay {
+    /// Pump frames into the session's event log on a task (guards run once, here) and answer with
+    /// a follower of that stream. A client that drops the connection can resume with GET +
+    /// `Last-Event-ID`; the request goes on (2025-era rule: a disconnect is not a cancellation).
+    fn logged(
+        self,
+        log: Arc<EventLog>,
+        mut frames: mpsc::Receiver<Result<Frame, UpstreamError>>,
+    ) -> Response {
+        let stream = log.open();
+        let resp = self.with_session(follow(log.clone(), stream, None));
+        tokio::spawn(async move {
+            let mut me = self;
+            let mut clean = true;
+            while let Some(item) = frames.recv().await {
+                let frame = match item {
+                    Ok(f) => f,
+                    Err(e) => {
+                        if me.request_id.is_some() {
+                            let r = upstream_refusal(&e);
+                            me.gw.audit_refusal(&me.ctx, &r, None);
+                            let id = me.request_id.as_deref().and_then(|i| {
+                                serde_json::value::RawValue::from_string(i.to_owned()).ok()
+                            });
+                            log.push(stream, &r.to_rpc_error().to_bytes(id.as_deref()));
+                        }
+                        clean = false;
+                        break;
+                    }
+                };
+                let Some(data) = frame.data else { continue };
+                let is_final = me.is_final(Some(&data));
+                match me.server_message(data).await {
+                    Ok(out) => log.push(stream, &out),
+                    Err(r) => {
+                        me.gw.audit_refusal(&me.ctx, &r, None);
+                        if is_final {
+                            let id = me.request_id.as_deref().and_then(|i| {
+                                serde_json::value::RawValue::from_string(i.to_owned()).ok()
+                            });
+                            log.push(stream, &r.to_rpc_error().to_bytes(id.as_deref()));
+                        }
+                    }
+                }
+                if is_final {
+                    break;
+                }
+            }
+            log.finish(stream);
+            me.finish(
+                if clean {
+                    Decision::Allow
+                } else {
+                    Decision::Error
+                },
+                200,
+                (!clean).then_some("stream_interrupted"),
+            );
+        });
+        resp
+    }
+}
+
+/// An SSE response that replays `stream` of `log` after `after` and follows it until it finishes.
+pub fn follow(log: Arc<EventLog>, stream: u64, after: Option<u64>) -> Response {
+    let (tx, rx) = mpsc::channel::<Bytes>(64);
+    tokio::spawn(async move {
+        let mut cursor = after;
+        loop {
+            let wake = log.notified();
+            tokio::pin!(wake);
+            wake.as_mut().enable();
+            let Some((events, done)) = log.after(stream, cursor) else {
+                return;
+            };
+            for (seq, block) in events {
+                if tx.send(block).await.is_err() {
+                    return;
+                }
+                cursor = Some(seq);
+            }
+            if done {
+                return;
+            }
+            tokio::select! {
+                _ = &mut wake => {}
+                _ = tokio::time::sleep(Duration::from_secs(15)) => {
+                    if tx.send(Bytes::from_static(b": keep-alive\n\n")).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    respond::sse(either_channel(rx))
 }
 
 fn either_channel(rx: mpsc::Receiver<Bytes>) -> super::body::ResponseBody {
