@@ -139,23 +139,23 @@ fn set_aside(table: &mut DeTable<'_>, span: &Range<usize>) -> bool {
     else {
         return false;
     };
-    if let Some(v) = table.get_mut(&key) {
-        if let DeValue::Array(items) = v.get_mut() {
-            let before = items.len();
-            let owner = items
-                .iter()
-                .map(|i| i.span().start)
-                .filter(|s| *s <= span.start)
-                .max();
-            let kept: Vec<_> = items
-                .iter()
-                .filter(|i| Some(i.span().start) != owner)
-                .cloned()
-                .collect();
-            if kept.len() < before && !kept.is_empty() {
-                *items = kept.into_iter().collect();
-                return true;
-            }
+    if let Some(v) = table.get_mut(&key)
+        && let DeValue::Array(items) = v.get_mut()
+    {
+        let before = items.len();
+        let owner = items
+            .iter()
+            .map(|i| i.span().start)
+            .filter(|s| *s <= span.start)
+            .max();
+        let kept: Vec<_> = items
+            .iter()
+            .filter(|i| Some(i.span().start) != owner)
+            .cloned()
+            .collect();
+        if kept.len() < before && !kept.is_empty() {
+            *items = kept.into_iter().collect();
+            return true;
         }
     }
     table.remove(&key).is_some()
@@ -171,14 +171,14 @@ pub(crate) fn span_of(
     let root = DeTable::parse(text).ok()?.into_inner();
     let (_, v) = root.iter().find(|(k, _)| k.get_ref().as_ref() == key)?;
     let node = match (v.get_ref(), index) {
-        (DeValue::Array(items), Some(i)) => items.iter().nth(i)?,
+        (DeValue::Array(items), Some(i)) => items.get(i)?,
         (_, None) => v,
         _ => return Some(v.span()),
     };
-    if let (Some(f), DeValue::Table(t)) = (field, node.get_ref()) {
-        if let Some((k, _)) = t.iter().find(|(k, _)| k.get_ref().as_ref() == f) {
-            return Some(k.span());
-        }
+    if let (Some(f), DeValue::Table(t)) = (field, node.get_ref())
+        && let Some((k, _)) = t.iter().find(|(k, _)| k.get_ref().as_ref() == f)
+    {
+        return Some(k.span());
     }
     Some(node.span())
 }

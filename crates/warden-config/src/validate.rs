@@ -23,15 +23,15 @@ pub(crate) fn validate(cfg: &Config, text: &str) -> Vec<Diagnostic> {
             "list the host names clients use in server.allowed_hosts (DNS-rebinding defence), or bind 127.0.0.1",
         ));
     }
-    if let Some(hosts) = &cfg.server.allowed_hosts {
-        if hosts.is_empty() {
-            out.push(at(
-                text,
-                server_at("allowed_hosts"),
-                "server.allowed_hosts is empty: every request would be refused",
-                "list at least one host name",
-            ));
-        }
+    if let Some(hosts) = &cfg.server.allowed_hosts
+        && hosts.is_empty()
+    {
+        out.push(at(
+            text,
+            server_at("allowed_hosts"),
+            "server.allowed_hosts is empty: every request would be refused",
+            "list at least one host name",
+        ));
     }
     for o in &cfg.server.allowed_origins {
         if !(o.starts_with("http://") || o.starts_with("https://")) || o.ends_with('/') {

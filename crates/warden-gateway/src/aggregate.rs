@@ -216,10 +216,10 @@ pub async fn dispatch(
             Ok(b) => b,
             Err(r) => return refuse(&gw, &ctx, r, id),
         };
-        if let (Some(sess), true) = (&session, method == "initialize") {
-            if let Ok(m) = Message::parse(&body) {
-                record_negotiation(&gw, sess, &m, new_session_id.as_deref(), &owner);
-            }
+        if let (Some(sess), true) = (&session, method == "initialize")
+            && let Ok(m) = Message::parse(&body)
+        {
+            record_negotiation(&gw, sess, &m, new_session_id.as_deref(), &owner);
         }
         gw.audit_done(&ctx, Decision::Allow, Some(200), None);
         let r = respond::json(200, body);
@@ -343,10 +343,10 @@ async fn fan_out(
             .await
         {
             Ok((reply, sid)) => {
-                if let (Some(sess), Some(sid)) = (s, sid) {
-                    if let Link::Http { session_id, .. } = &sess.links[idx] {
-                        *session_id.lock().unwrap_or_else(|p| p.into_inner()) = Some(sid);
-                    }
+                if let (Some(sess), Some(sid)) = (s, sid)
+                    && let Link::Http { session_id, .. } = &sess.links[idx]
+                {
+                    *session_id.lock().unwrap_or_else(|p| p.into_inner()) = Some(sid);
                 }
                 final_message(reply, &want, timeout).await
             }
@@ -382,13 +382,13 @@ async fn final_message(
                 Ok(None) => return Err(UpstreamError::Exited),
                 Ok(Some(Err(e))) => return Err(e),
                 Ok(Some(Ok(f))) => {
-                    if let Some(d) = f.data {
-                        if Message::parse(&d).is_ok_and(|m| {
+                    if let Some(d) = f.data
+                        && Message::parse(&d).is_ok_and(|m| {
                             matches!(m.kind(), Kind::Response | Kind::Error)
                                 && m.id().map(|i| i.get()) == Some(want)
-                        }) {
-                            return Ok(d);
-                        }
+                        })
+                    {
+                        return Ok(d);
                     }
                 }
             }
@@ -490,10 +490,9 @@ fn merge_list(
             base = r;
         } else if let (Some(Value::Number(a)), Some(Value::Number(b))) =
             (base.get("ttlMs").cloned(), r.get("ttlMs"))
+            && b.as_u64() < a.as_u64()
         {
-            if b.as_u64() < a.as_u64() {
-                base.insert("ttlMs".into(), Value::Number(b.clone()));
-            }
+            base.insert("ttlMs".into(), Value::Number(b.clone()));
         }
         if private {
             base.insert("cacheScope".into(), "private".into());
@@ -623,16 +622,14 @@ fn tag_frame(idx: usize, mut f: Frame) -> Frame {
         f.id = Some(format!("{idx}~{id}"));
         f.raw = None;
     }
-    if let Some(data) = &f.data {
-        if let Ok(m) = Message::parse(data) {
-            if let (Kind::Request, Some(span), Some(id)) = (m.kind(), m.id_span(), m.id()) {
-                let tagged =
-                    serde_json::to_string(&format!("{idx}~{}", id.get())).unwrap_or_default();
-                if let Ok(b) = splice::replace(data, span, tagged.as_bytes()) {
-                    f.data = Some(Bytes::from(b));
-                    f.raw = None;
-                }
-            }
+    if let Some(data) = &f.data
+        && let Ok(m) = Message::parse(data)
+        && let (Kind::Request, Some(span), Some(id)) = (m.kind(), m.id_span(), m.id())
+    {
+        let tagged = serde_json::to_string(&format!("{idx}~{}", id.get())).unwrap_or_default();
+        if let Ok(b) = splice::replace(data, span, tagged.as_bytes()) {
+            f.data = Some(Bytes::from(b));
+            f.raw = None;
         }
     }
     f
@@ -802,12 +799,11 @@ pub async fn get_stream(
     for idx in (0..gw.upstreams.len()).filter(|i| live(Some(&session), *i)) {
         let mut h = headers.clone();
         h.remove("last-event-id");
-        if let Some((li, rest)) = &last {
-            if *li == idx {
-                if let Ok(v) = http::HeaderValue::from_str(rest) {
-                    h.insert("last-event-id", v);
-                }
-            }
+        if let Some((li, rest)) = &last
+            && *li == idx
+            && let Ok(v) = http::HeaderValue::from_str(rest)
+        {
+            h.insert("last-event-id", v);
         }
         match &session.links[idx] {
             Link::Stdio(child) => tagged(idx, child.open_server_stream(), tx.clone()),
@@ -821,10 +817,9 @@ pub async fn get_stream(
                     tagged(idx, frames, tx.clone());
                 } else if let Some(Ok(a)) =
                     gw.forward_http(idx, &session, http::Method::GET, &h).await
+                    && let Reply::Stream { frames, .. } = a.reply
                 {
-                    if let Reply::Stream { frames, .. } = a.reply {
-                        tagged(idx, frames, tx.clone());
-                    }
+                    tagged(idx, frames, tx.clone());
                 }
             }
         }

@@ -22,7 +22,7 @@ use crate::upstream::{Reply, UpstreamError};
 
 /// How Warden reaches one upstream.
 pub enum Transport {
-    Http(HttpUpstream),
+    Http(Box<HttpUpstream>),
     /// stdio: one child per downstream session, plus one shared child for stateless requests.
     Stdio {
         shared: Arc<StdioUpstream>,
@@ -78,7 +78,7 @@ impl Gateway {
         let mut upstreams = Vec::new();
         for u in &cfg.upstreams {
             let transport = match &u.url {
-                Some(_) => Transport::Http(HttpUpstream::new(u, max)?),
+                Some(_) => Transport::Http(Box::new(HttpUpstream::new(u, max)?)),
                 None => Transport::Stdio {
                     shared: Arc::new(StdioUpstream::new(u.clone(), max, true, hook.clone())),
                 },
@@ -242,10 +242,10 @@ impl Gateway {
         if let Some(v) = client_headers.get("mcp-protocol-version") {
             headers.insert("mcp-protocol-version", v.clone());
         }
-        if let Some(Ok(answer)) = self.forward_http(idx, session, Method::GET, &headers).await {
-            if let Reply::Stream { frames, .. } = answer.reply {
-                *standalone.lock().unwrap_or_else(|p| p.into_inner()) = Some(frames);
-            }
+        if let Some(Ok(answer)) = self.forward_http(idx, session, Method::GET, &headers).await
+            && let Reply::Stream { frames, .. } = answer.reply
+        {
+            *standalone.lock().unwrap_or_else(|p| p.into_inner()) = Some(frames);
         }
     }
 

@@ -80,12 +80,11 @@ pub async fn dispatch(
             return refuse(&gw, &ctx, upstream_refusal(&e), Some(&msg));
         }
     };
-    if is_init {
-        if let (Some(s), Some(sid)) = (&session, upstream_sid) {
-            if let Link::Http { session_id, .. } = &s.links[idx] {
-                *session_id.lock().unwrap_or_else(|p| p.into_inner()) = Some(sid);
-            }
-        }
+    if is_init
+        && let (Some(s), Some(sid)) = (&session, upstream_sid)
+        && let Link::Http { session_id, .. } = &s.links[idx]
+    {
+        *session_id.lock().unwrap_or_else(|p| p.into_inner()) = Some(sid);
     }
     if let (Some(s), Some("notifications/initialized")) = (&session, msg.method()) {
         gw.open_standalone(idx, s, &headers).await;

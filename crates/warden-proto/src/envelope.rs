@@ -136,10 +136,10 @@ impl<'a> Message<'a> {
                 }
             }
         }
-        if let Some(p) = env.params {
-            if !matches!(p.get().as_bytes().first(), Some(b'{' | b'[')) {
-                return Err(ProtoError::Invalid("\"params\" must be an object or array"));
-            }
+        if let Some(p) = env.params
+            && !matches!(p.get().as_bytes().first(), Some(b'{' | b'['))
+        {
+            return Err(ProtoError::Invalid("\"params\" must be an object or array"));
         }
         Ok(Message {
             raw,

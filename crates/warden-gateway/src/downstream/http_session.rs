@@ -108,13 +108,13 @@ pub async fn get_or_delete(gw: Arc<Gateway>, mut ctx: Ctx, req: Request<Incoming
                     .get("last-event-id")
                     .and_then(|v| v.to_str().ok())
                     .and_then(super::event_log::parse_event_id);
-                if let Some((stream, seq)) = resume {
-                    if session.events.after(stream, Some(seq)).is_some() {
-                        let mut ev = gw.event(&ctx, "stream.resume", warden_audit::Decision::Allow);
-                        ev.control = Some("P8.3");
-                        gw.audit.emit(ev);
-                        return super::streams::follow(session.events.clone(), stream, Some(seq));
-                    }
+                if let Some((stream, seq)) = resume
+                    && session.events.after(stream, Some(seq)).is_some()
+                {
+                    let mut ev = gw.event(&ctx, "stream.resume", warden_audit::Decision::Allow);
+                    ev.control = Some("P8.3");
+                    gw.audit.emit(ev);
+                    return super::streams::follow(session.events.clone(), stream, Some(seq));
                 }
                 log = Some(session.events.clone());
                 Ok(Reply::Stream {
@@ -169,10 +169,9 @@ pub async fn get_or_delete(gw: Arc<Gateway>, mut ctx: Ctx, req: Request<Incoming
                 if let Some(Ok(a)) = gw
                     .forward_http(idx, &session, Method::DELETE, req.headers())
                     .await
+                    && gw.upstreams.len() == 1
                 {
-                    if gw.upstreams.len() == 1 {
-                        status = a.status;
-                    }
+                    status = a.status;
                 }
             }
         }

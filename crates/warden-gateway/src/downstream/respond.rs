@@ -28,10 +28,10 @@ pub fn response(status: u16, content_type: Option<&str>, body: ResponseBody) -> 
 pub fn refusal(r: &Refusal, id: Option<&RawValue>) -> Response {
     let body = r.to_rpc_error().to_bytes(id);
     let mut resp = response(r.status, Some("application/json"), full(body));
-    if let Some(secs) = r.retry_after {
-        if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
-            resp.headers_mut().insert("retry-after", v);
-        }
+    if let Some(secs) = r.retry_after
+        && let Ok(v) = HeaderValue::from_str(&secs.to_string())
+    {
+        resp.headers_mut().insert("retry-after", v);
     }
     if r.status == 405 {
         resp.headers_mut()

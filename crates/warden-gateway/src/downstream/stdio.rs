@@ -99,10 +99,10 @@ pub async fn wrap(gw: Arc<Gateway>, up: UpstreamConfig) -> i32 {
                 continue;
             }
             let mut ctx = Ctx::new(gw_s.next_request_id(), None);
-            if let Some(out) = server_message(&gw_s, &mut ctx, raw).await {
-                if to_client.send(out).await.is_err() {
-                    break;
-                }
+            if let Some(out) = server_message(&gw_s, &mut ctx, raw).await
+                && to_client.send(out).await.is_err()
+            {
+                break;
             }
         }
     });

@@ -196,10 +196,11 @@ impl Relay {
     /// Run a server message through the guards (bottom-up); calls `on_final` for the final response.
     async fn server_message(&mut self, data: Bytes) -> Result<Bytes, Refusal> {
         let out = self.gw.pipeline.server_message(data, &mut self.ctx).await?;
-        if self.on_final.is_some() && self.is_final(Some(&out)) {
-            if let (Some(f), Ok(m)) = (self.on_final.take(), Message::parse(&out)) {
-                f(&m);
-            }
+        if self.on_final.is_some()
+            && self.is_final(Some(&out))
+            && let (Some(f), Ok(m)) = (self.on_final.take(), Message::parse(&out))
+        {
+            f(&m);
         }
         Ok(out)
     }

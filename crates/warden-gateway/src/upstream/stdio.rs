@@ -444,17 +444,17 @@ impl Reader {
             Kind::Notification | Kind::Request => {
                 // A notification stamped with a subscription id belongs to that `subscriptions/listen`
                 // stream; the id is the listen request's (Warden's, when remapped: give back the client's).
-                if let Some((sub_key, span)) = subscription_id(&msg) {
-                    if let Some(p) = pending.get(&sub_key) {
-                        let out = match &p.client_id {
-                            Some(cid) => splice::replace(&raw, span, cid)
-                                .map(Bytes::from)
-                                .unwrap_or(raw.clone()),
-                            None => raw.clone(),
-                        };
-                        let _ = p.tx.try_send(Ok(Frame::message(out)));
-                        return;
-                    }
+                if let Some((sub_key, span)) = subscription_id(&msg)
+                    && let Some(p) = pending.get(&sub_key)
+                {
+                    let out = match &p.client_id {
+                        Some(cid) => splice::replace(&raw, span, cid)
+                            .map(Bytes::from)
+                            .unwrap_or(raw.clone()),
+                        None => raw.clone(),
+                    };
+                    let _ = p.tx.try_send(Ok(Frame::message(out)));
+                    return;
                 }
                 let token = progress_token(&msg);
                 let target = pending
@@ -463,10 +463,10 @@ impl Reader {
                     .max_by_key(|p| p.seq)
                     .map(|p| p.tx.clone());
                 drop(pending);
-                if let Some(tx) = target {
-                    if tx.try_send(Ok(Frame::message(raw.clone()))).is_ok() {
-                        return;
-                    }
+                if let Some(tx) = target
+                    && tx.try_send(Ok(Frame::message(raw.clone()))).is_ok()
+                {
+                    return;
                 }
                 let mut out = self.outbox.lock().unwrap_or_else(|p| p.into_inner());
                 if let Some(sink) = &out.sink {
