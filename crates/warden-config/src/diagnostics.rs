@@ -86,23 +86,23 @@ fn hint_for(message: &str) -> String {
 }
 
 /// Deserialize the document, collecting errors: syntax errors first, then for each type error the
-/// offending top-level entry (or `[[upstream]]` element) is set aside and the rest tried again.
-pub(crate) fn deserialize_all(text: &str) -> Result<Config, Diagnostics> {
+/// offending key (or `[[upstream]]` element) is set aside and the rest tried again. Returns the
+/// configuration built from what remained (for the semantic checks) with the errors found.
+pub(crate) fn deserialize_all(text: &str) -> (Option<Config>, Vec<Diagnostic>) {
     let (root, syntax) = DeTable::parse_recoverable(text);
     if !syntax.is_empty() {
-        return Err(Diagnostics(
-            syntax
-                .iter()
-                .map(|e| {
-                    at(
-                        text,
-                        e.span(),
-                        e.message().trim(),
-                        "fix the TOML syntax at this place",
-                    )
-                })
-                .collect(),
-        ));
+        let d = syntax
+            .iter()
+            .map(|e| {
+                at(
+                    text,
+                    e.span(),
+                    e.message().trim(),
+                    "fix the TOML syntax at this place",
+                )
+            })
+            .collect();
+        return (None, d);
     }
     let span = root.span();
     let mut table = root.into_inner();
@@ -110,8 +110,7 @@ pub(crate) fn deserialize_all(text: &str) -> Result<Config, Diagnostics> {
     for _ in 0..64 {
         let attempt = toml::de::Deserializer::from(toml::Spanned::new(span.clone(), table.clone()));
         match Config::deserialize(attempt) {
-            Ok(cfg) if problems.is_empty() => return Ok(cfg),
-            Ok(_) => return Err(Diagnostics(problems)),
+            Ok(cfg) => return (Some(cfg), problems),
             Err(e) => {
                 let msg = e.message().trim().to_owned();
                 problems.push(at(text, e.span(), msg.clone(), hint_for(&msg)));
@@ -122,11 +121,11 @@ pub(crate) fn deserialize_all(text: &str) -> Result<Config, Diagnostics> {
             }
         }
     }
-    Err(Diagnostics(problems))
+    (None, problems)
 }
 
-/// Remove the top-level entry the error at `span` belongs to: the last one starting before it (an
-/// element of an array of tables is removed alone). Returns false when nothing could be removed.
+/// Remove the innermost entry the error at `span` belongs to: within a table, the key that starts
+/// last before the error (recursing into tables and arrays of tables). False if nothing was removed.
 fn set_aside(table: &mut DeTable<'_>, span: &Range<usize>) -> bool {
     let start_of = |k: &toml::Spanned<toml::de::DeString<'_>>, v: &toml::Spanned<DeValue<'_>>| {
         k.span().start.min(v.span().start)
@@ -139,26 +138,39 @@ fn set_aside(table: &mut DeTable<'_>, span: &Range<usize>) -> bool {
     else {
         return false;
     };
-    if let Some(v) = table.get_mut(&key)
-        && let DeValue::Array(items) = v.get_mut()
-    {
-        let before = items.len();
-        let owner = items
-            .iter()
-            .map(|i| i.span().start)
-            .filter(|s| *s <= span.start)
-            .max();
-        let kept: Vec<_> = items
-            .iter()
-            .filter(|i| Some(i.span().start) != owner)
-            .cloned()
-            .collect();
-        if kept.len() < before && !kept.is_empty() {
-            *items = kept.into_iter().collect();
-            return true;
+    let inner_removed = match table.get_mut(&key).map(|v| v.get_mut()) {
+        Some(DeValue::Table(t)) => set_aside(t, span),
+        Some(DeValue::Array(items)) => {
+            let owner = items
+                .iter()
+                .map(|i| i.span().start)
+                .filter(|s| *s <= span.start)
+                .max();
+            let mut removed = false;
+            let mut kept: Vec<toml::Spanned<DeValue<'_>>> = Vec::new();
+            for mut item in items.iter().cloned() {
+                if Some(item.span().start) == owner && !removed {
+                    removed = true;
+                    if let DeValue::Table(t) = item.get_mut() {
+                        if set_aside(t, span) {
+                            kept.push(item);
+                            continue;
+                        }
+                    }
+                    continue;
+                }
+                kept.push(item);
+            }
+            if removed && !kept.is_empty() {
+                *items = kept.into_iter().collect();
+                true
+            } else {
+                false
+            }
         }
-    }
-    table.remove(&key).is_some()
+        _ => false,
+    };
+    inner_removed || table.remove(&key).is_some()
 }
 
 /// Span of a top-level key's value, or of element `index` of an array of tables.

@@ -16,12 +16,14 @@ pub use model::*;
 
 /// Parse and validate a configuration document.
 pub fn load_str(text: &str) -> Result<Config, Diagnostics> {
-    let cfg = diagnostics::deserialize_all(text)?;
-    let problems = validate::validate(&cfg, text);
-    if problems.is_empty() {
-        Ok(cfg)
-    } else {
-        Err(Diagnostics(problems))
+    let (cfg, mut problems) = diagnostics::deserialize_all(text);
+    if let Some(cfg) = &cfg {
+        problems.extend(validate::validate(cfg, text));
+    }
+    problems.sort_by_key(|d| (d.line, d.column));
+    match cfg {
+        Some(cfg) if problems.is_empty() => Ok(cfg),
+        _ => Err(Diagnostics(problems)),
     }
 }
 

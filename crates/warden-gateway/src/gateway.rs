@@ -176,18 +176,22 @@ impl Gateway {
                     Some(Link::Stdio(c)) => c.clone(),
                     _ => shared.clone(),
                 };
-                if msg.method() == Some("initialize") {
-                    child.remember_init(Some(cleared.0.clone()), None);
-                } else if msg.method() == Some("notifications/initialized") {
-                    child.remember_init(None, Some(cleared.0.clone()));
-                }
+                // The handshake is remembered once sent, to be replayed to a restarted child.
                 let sent = if msg.kind() == Kind::Request {
-                    child
+                    let sent = child
                         .request(msg, progress_token_of(msg))
                         .await
-                        .map(|frames| Reply::Stream { frames, sse: false })
+                        .map(|frames| Reply::Stream { frames, sse: false });
+                    if sent.is_ok() && msg.method() == Some("initialize") {
+                        child.remember_init(Some(cleared.0.clone()), None);
+                    }
+                    sent
                 } else {
-                    child.send(&cleared.0).await.map(|()| Reply::Accepted)
+                    let sent = child.send(&cleared.0).await.map(|()| Reply::Accepted);
+                    if sent.is_ok() && msg.method() == Some("notifications/initialized") {
+                        child.remember_init(None, Some(cleared.0.clone()));
+                    }
+                    sent
                 };
                 if sent.is_err() {
                     child.note_exit_if_dead().await;

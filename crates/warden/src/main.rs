@@ -38,6 +38,10 @@ enum Command {
         /// Configuration file (TOML); its [[upstream]] entries are ignored.
         #[arg(short, long, env = "WARDEN_CONFIG")]
         config: Option<PathBuf>,
+        /// Pass this variable from Warden's environment to the server (repeatable). The server
+        /// otherwise gets only PATH, HOME, LANG, LC_ALL, TMPDIR, TERM and USER.
+        #[arg(long = "pass-env", value_name = "NAME")]
+        pass_env: Vec<String>,
         /// The server command and its arguments.
         #[arg(last = true, required = true, num_args = 1..)]
         command: Vec<String>,
@@ -111,7 +115,11 @@ fn main() -> ExitCode {
             }
             run(cfg, serve)
         }
-        Command::Wrap { config, command } => {
+        Command::Wrap {
+            config,
+            pass_env,
+            command,
+        } => {
             let mut cfg = match config {
                 Some(path) => match load(&path) {
                     Ok(c) => c,
@@ -119,7 +127,9 @@ fn main() -> ExitCode {
                 },
                 None => Config::default(),
             };
-            cfg.upstreams = vec![UpstreamConfig::stdio("wrapped", command)];
+            let mut up = UpstreamConfig::stdio("wrapped", command);
+            up.env_passthrough.extend(pass_env);
+            cfg.upstreams = vec![up];
             run(cfg, wrap)
         }
     }
