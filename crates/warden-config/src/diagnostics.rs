@@ -151,11 +151,11 @@ fn set_aside(table: &mut DeTable<'_>, span: &Range<usize>) -> bool {
             for mut item in items.iter().cloned() {
                 if Some(item.span().start) == owner && !removed {
                     removed = true;
-                    if let DeValue::Table(t) = item.get_mut() {
-                        if set_aside(t, span) {
-                            kept.push(item);
-                            continue;
-                        }
+                    if let DeValue::Table(t) = item.get_mut()
+                        && set_aside(t, span)
+                    {
+                        kept.push(item);
+                        continue;
                     }
                     continue;
                 }

@@ -1,5 +1,6 @@
 //! The command line: `--help` on every subcommand, and `check-config` reporting every error with
 //! FILE:LINE:COL and a hint, exiting non-zero (issue #2, item 1).
+#![allow(clippy::unwrap_used)] // a failed unwrap in a test is a test failure with its message
 
 mod support;
 

@@ -6,6 +6,7 @@
 //! validation and (always) the DNS-rebinding scenario; Warden must pass them. Through Warden no
 //! scenario may pass fewer checks than directly, and no scored check may fail. The expected counts are
 //! in `tests/peers/node/EXPECTED.md`.
+#![allow(clippy::unwrap_used)] // a failed unwrap in a test is a test failure with its message
 
 mod support;
 

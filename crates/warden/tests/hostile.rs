@@ -2,6 +2,7 @@
 //! exact refusal (HTTP status, JSON-RPC code, `error.data.reason` and a hint), a `deny` audit event
 //! with the control it enforces, nothing reaches the upstream, and Warden stays healthy afterwards
 //! (still running, a valid initialize works, `/metrics` counts every refusal).
+#![allow(clippy::unwrap_used)] // a failed unwrap in a test is a test failure with its message
 
 mod support;
 

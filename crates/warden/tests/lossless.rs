@@ -7,6 +7,7 @@
 //!
 //! One Warden and one recording upstream serve the whole property; the upstream answers with what
 //! the test put in a shared slot before each exchange.
+#![allow(clippy::unwrap_used)] // a failed unwrap in a test is a test failure with its message
 
 mod support;
 

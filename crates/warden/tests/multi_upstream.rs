@@ -1,6 +1,7 @@
 //! Several upstreams behind one endpoint: lists merged with each upstream's prefix and calls routed
 //! back under the original name; a name two upstreams share is withheld and audited, never silently
 //! shadowed (P9.2); one upstream that cannot start does not take the others down.
+#![allow(clippy::unwrap_used)] // a failed unwrap in a test is a test failure with its message
 
 mod support;
 

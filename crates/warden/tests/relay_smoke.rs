@@ -1,5 +1,6 @@
 //! Smoke test of the relay and the test harness: an initialize goes through byte-for-byte, the
 //! client gets Warden's own session id (not the upstream's), and the audit log records it.
+#![allow(clippy::unwrap_used)] // a failed unwrap in a test is a test failure with its message
 
 mod support;
 

@@ -1,6 +1,7 @@
 //! stdio upstreams under supervision: a server that crashes is restarted with backoff and gets the
 //! session's handshake replayed, so the session goes on (P10.4: exits are audited); the child runs
 //! with a clean environment holding only the declared variables (P10.2).
+#![allow(clippy::unwrap_used)] // a failed unwrap in a test is a test failure with its message
 
 mod support;
 

@@ -1,6 +1,7 @@
 //! `warden wrap -- CMD ARGS`: a drop-in stdio wrapper. Messages pass byte-for-byte, the server's
 //! stderr passes through, malformed input is refused with a JSON-RPC error and never reaches the
 //! server (P1.1), and EOF on stdin shuts the server down cleanly.
+#![allow(clippy::unwrap_used)] // a failed unwrap in a test is a test failure with its message
 
 mod support;
 
