@@ -53,15 +53,22 @@ impl SseDecoder {
     /// Feed a chunk; complete blocks are appended to `out`.
     pub fn feed(&mut self, chunk: &[u8], out: &mut Vec<SseBlock>) -> Result<(), SseError> {
         self.buf.extend_from_slice(chunk);
-        if !self.started && self.buf.len() >= 3 {
+        if !self.started {
+            const BOM: &[u8] = b"\xEF\xBB\xBF";
+            if self.buf.len() < BOM.len() && BOM.starts_with(&self.buf) {
+                return Ok(()); // may still be a BOM: decide before scanning anything
+            }
             self.started = true;
-            if self.buf.starts_with(b"\xEF\xBB\xBF") {
-                let _ = self.buf.split_to(3);
+            if self.buf.starts_with(BOM) {
+                let _ = self.buf.split_to(BOM.len());
             }
         }
         loop {
             match find_block_end(&self.buf, &mut self.pos, &mut self.line_start) {
                 Some(end) => {
+                    if end > self.max_block {
+                        return Err(SseError::BlockTooLarge(self.max_block));
+                    }
                     let raw = self.buf.split_to(end).freeze();
                     (self.pos, self.line_start) = (0, 0);
                     let block = parse_block(raw)?;
@@ -218,6 +225,17 @@ mod tests {
         assert_eq!(blocks.len(), 2);
         assert_eq!(blocks[0].data.as_deref(), Some("a\nb"));
         assert_eq!(blocks[1].data.as_deref(), Some("c"));
+    }
+
+    #[test]
+    fn refuses_oversize_blocks_whatever_the_chunking() {
+        let mut d = SseDecoder::new(8);
+        let mut out = Vec::new();
+        assert_eq!(d.feed(b"data: 0123456789\n\n", &mut out), Err(SseError::BlockTooLarge(8)), "a whole block in one chunk");
+        let one_shot = decode_all(&[b"\xEF\xBB\xBFdata: a\n\n"]);
+        let split = decode_all(&[b"\xEF\xBB", b"\xBFdata: a\n\n"]);
+        assert_eq!(one_shot, split, "a BOM split across chunks is handled the same");
+        assert_eq!(one_shot[0].data.as_deref(), Some("a"));
     }
 
     #[test]

@@ -172,8 +172,11 @@ impl StdioUpstream {
     }
 
     /// Stop the child (session end).
+    /// Stop the child (session end): open requests end quietly (their streams close; nothing was
+    /// refused), then the supervisor kills the process and audits its exit.
     pub async fn shutdown(&self) {
         if let Some(run) = self.running.lock().await.take() {
+            run.pending.lock().unwrap_or_else(|p| p.into_inner()).clear();
             run.alive.store(false, Ordering::Relaxed);
         }
     }
@@ -302,10 +305,10 @@ impl StdioUpstream {
         let watch = run.clone();
         let on_event = self.on_event.clone();
         let name = self.cfg.name.clone();
-        tokio::spawn(async move {
-            reader.run(stdout).await;
-            supervise(child, watch, on_event, name).await;
-        });
+        // Reader and supervisor run apart: the supervisor must be able to stop a child that is
+        // still writing (session end), not only reap one that closed its stdout.
+        tokio::spawn(reader.run(stdout));
+        tokio::spawn(supervise(child, watch, on_event, name));
         Ok(run)
     }
 

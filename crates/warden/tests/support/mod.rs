@@ -7,6 +7,8 @@
 
 pub mod client;
 pub mod recorder;
+pub mod sdk_peers;
+pub mod tiny;
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
