@@ -176,7 +176,10 @@ impl StdioUpstream {
     /// refused), then the supervisor kills the process and audits its exit.
     pub async fn shutdown(&self) {
         if let Some(run) = self.running.lock().await.take() {
-            run.pending.lock().unwrap_or_else(|p| p.into_inner()).clear();
+            run.pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clear();
             run.alive.store(false, Ordering::Relaxed);
         }
     }

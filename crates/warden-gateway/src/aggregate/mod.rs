@@ -6,6 +6,9 @@
 //! upstream failing leaves the others serving. Server→client request ids and SSE event ids are
 //! tagged `<upstream>~<id>` so answers and resumptions find their way back.
 
+mod merge;
+mod route;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,11 +16,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::HeaderMap;
 use serde_json::value::RawValue;
-use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 use warden_audit::Decision;
 use warden_proto::error::code;
-use warden_proto::{Generation, Kind, Message, envelope::span_in, splice};
+use warden_proto::{Generation, Kind, Message, splice};
 
 use crate::downstream::body::Response;
 use crate::downstream::http::owner_of;
@@ -27,8 +29,9 @@ use crate::gateway::{Gateway, Link, SessionState, Transport};
 use crate::guard::{Ctx, Refusal};
 use crate::router::record_negotiation;
 use crate::upstream::{Frame, Reply, UpstreamError};
+use merge::{merge_init, merge_list};
+use route::{route_by_name, route_by_uri, route_completion, tagged};
 
-/// Which list a name belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ListKind {
     Tools,
@@ -74,34 +77,6 @@ pub struct Catalog {
 fn refuse(gw: &Gateway, ctx: &Ctx, r: Refusal, id: Option<&RawValue>) -> Response {
     gw.audit_refusal(ctx, &r, None);
     respond::refusal(&r, id)
-}
-
-fn exposed(gw: &Gateway, idx: usize, name: &str, kind: ListKind) -> String {
-    match (&gw.upstreams[idx].cfg.prefix, kind) {
-        (Some(p), ListKind::Tools | ListKind::Prompts) => format!("{p}_{name}"),
-        _ => name.to_owned(),
-    }
-}
-
-/// Resolve an exposed tool/prompt name to (upstream, original name).
-fn resolve_name(gw: &Gateway, kind: ListKind, name: &str) -> Option<(usize, String)> {
-    for (idx, u) in gw.upstreams.iter().enumerate() {
-        if let Some(rest) = u
-            .cfg
-            .prefix
-            .as_deref()
-            .and_then(|p| name.strip_prefix(p))
-            .and_then(|r| r.strip_prefix('_'))
-        {
-            return Some((idx, rest.to_owned()));
-        }
-    }
-    gw.catalog
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .names
-        .get(&(kind, name.to_owned()))
-        .cloned()
 }
 
 fn live(session: Option<&SessionState>, idx: usize) -> bool {
@@ -394,259 +369,6 @@ async fn final_message(
             }
         },
     }
-}
-
-fn result_of(b: &Bytes) -> Option<Map<String, Value>> {
-    Message::parse(b)
-        .ok()?
-        .result()
-        .and_then(|r| serde_json::from_str(r.get()).ok())
-}
-
-/// Merge `initialize` / `server/discover` results: capabilities unioned, Warden as serverInfo.
-fn merge_init(gw: &Gateway, id: Option<&RawValue>, answers: &[(usize, Bytes)]) -> Bytes {
-    let mut base = answers
-        .first()
-        .and_then(|(_, b)| result_of(b))
-        .unwrap_or_default();
-    let mut caps = Map::new();
-    let mut instructions = Vec::new();
-    for (idx, b) in answers {
-        let Some(r) = result_of(b) else { continue };
-        if let Some(Value::Object(c)) = r.get("capabilities") {
-            for (k, v) in c {
-                match (caps.get_mut(k), v) {
-                    (Some(Value::Object(have)), Value::Object(add)) => {
-                        for (k2, v2) in add {
-                            if v2 == &Value::Bool(true) || !have.contains_key(k2) {
-                                have.insert(k2.clone(), v2.clone());
-                            }
-                        }
-                    }
-                    (None, _) => {
-                        caps.insert(k.clone(), v.clone());
-                    }
-                    _ => {}
-                }
-            }
-        }
-        if let Some(Value::String(i)) = r.get("instructions") {
-            instructions.push(format!("[{}] {i}", gw.upstreams[*idx].cfg.name));
-        }
-    }
-    base.insert("capabilities".into(), Value::Object(caps));
-    base.insert(
-        "serverInfo".into(),
-        serde_json::json!({"name": "warden", "version": env!("CARGO_PKG_VERSION")}),
-    );
-    if instructions.is_empty() {
-        base.remove("instructions");
-    } else {
-        base.insert("instructions".into(), instructions.join("\n\n").into());
-    }
-    envelope_with(id, &Value::Object(base))
-}
-
-fn envelope_with(id: Option<&RawValue>, result: &Value) -> Bytes {
-    Bytes::from(format!(
-        r#"{{"jsonrpc":"2.0","id":{},"result":{}}}"#,
-        id.map_or("null", |i| i.get()),
-        result
-    ))
-}
-
-/// Merge one kind of list across upstreams, prefixing names and withholding collisions.
-fn merge_list(
-    gw: &Gateway,
-    ctx: &Ctx,
-    id: Option<&RawValue>,
-    kind: ListKind,
-    answers: &[(usize, Bytes)],
-) -> Bytes {
-    let mut items: Vec<(usize, String, String, Map<String, Value>)> = Vec::new();
-    let mut base = Map::new();
-    for (idx, b) in answers {
-        let Some(mut r) = result_of(b) else { continue };
-        if let Some(Value::Array(list)) = r.remove(kind.key()) {
-            for item in list {
-                let Value::Object(mut obj) = item else {
-                    continue;
-                };
-                let Some(orig) = obj
-                    .get(kind.name_field())
-                    .and_then(Value::as_str)
-                    .map(str::to_owned)
-                else {
-                    continue;
-                };
-                let name = exposed(gw, *idx, &orig, kind);
-                obj.insert(kind.name_field().into(), name.clone().into());
-                items.push((*idx, name, orig, obj));
-            }
-        }
-        r.remove("nextCursor");
-        let private = r.get("cacheScope").and_then(Value::as_str) == Some("private");
-        if base.is_empty() {
-            base = r;
-        } else if let (Some(Value::Number(a)), Some(Value::Number(b))) =
-            (base.get("ttlMs").cloned(), r.get("ttlMs"))
-            && b.as_u64() < a.as_u64()
-        {
-            base.insert("ttlMs".into(), Value::Number(b.clone()));
-        }
-        if private {
-            base.insert("cacheScope".into(), "private".into());
-        }
-    }
-    let mut counts: HashMap<&str, usize> = HashMap::new();
-    for (_, name, _, _) in &items {
-        *counts.entry(name.as_str()).or_default() += 1;
-    }
-    let mut catalog = gw.catalog.lock().unwrap_or_else(|p| p.into_inner());
-    catalog.names.retain(|(k, _), _| *k != kind);
-    let mut kept = Vec::new();
-    for (idx, name, orig, obj) in &items {
-        if counts.get(name.as_str()).copied().unwrap_or(0) > 1 {
-            let mut ev = gw.event(ctx, "tool.name_collision", Decision::Deny);
-            ev.upstream = Some(gw.upstreams[*idx].cfg.name.clone());
-            ev.tool = Some(name.clone());
-            ev.reason = Some("name_collision".into());
-            ev.control = Some("P9.2");
-            ev.hint = Some("two upstreams expose this name; both are withheld until one gets a distinct prefix".into());
-            gw.audit.emit(ev);
-            continue;
-        }
-        catalog
-            .names
-            .insert((kind, name.clone()), (*idx, orig.clone()));
-        kept.push(Value::Object(obj.clone()));
-    }
-    base.insert(kind.key().into(), Value::Array(kept));
-    envelope_with(id, &Value::Object(base))
-}
-
-/// Replace the string at `field` of `params` with `value`, editing only that span.
-fn rewrite_param(msg: &Message<'_>, field: &str, value: &str) -> Option<Vec<u8>> {
-    let params: HashMap<&str, &RawValue> = serde_json::from_str(msg.params()?.get()).ok()?;
-    let span = span_in(msg.raw(), params.get(field)?)?;
-    splice::replace(
-        msg.raw(),
-        span,
-        serde_json::to_string(value).ok()?.as_bytes(),
-    )
-    .ok()
-}
-
-fn route_by_name(
-    gw: &Gateway,
-    msg: &Message<'_>,
-    kind: ListKind,
-) -> Option<(usize, Option<Vec<u8>>)> {
-    let name = msg.params_view().ok()?.name?.into_owned();
-    let (idx, orig) = resolve_name(gw, kind, &name)?;
-    let edit = (orig != name)
-        .then(|| rewrite_param(msg, "name", &orig))
-        .flatten();
-    Some((idx, edit))
-}
-
-fn route_by_uri(gw: &Gateway, msg: &Message<'_>) -> Option<(usize, Option<Vec<u8>>)> {
-    let uri = msg.params_view().ok()?.uri?.into_owned();
-    let catalog = gw.catalog.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some((idx, _)) = catalog.names.get(&(ListKind::Resources, uri.clone())) {
-        return Some((*idx, None));
-    }
-    let by_template = catalog
-        .names
-        .iter()
-        .filter(|((k, _), _)| *k == ListKind::Templates)
-        .find(|((_, t), _)| {
-            let stem = t.split('{').next().unwrap_or(t);
-            !stem.is_empty() && uri.starts_with(stem)
-        });
-    by_template
-        .map(|(_, (idx, _))| (*idx, None))
-        .or(Some((0, None)))
-}
-
-fn route_completion(gw: &Gateway, msg: &Message<'_>) -> Option<(usize, Option<Vec<u8>>)> {
-    #[derive(serde::Deserialize)]
-    struct Ref {
-        #[serde(rename = "type")]
-        kind: String,
-        name: Option<String>,
-        uri: Option<String>,
-    }
-    #[derive(serde::Deserialize)]
-    struct P<'a> {
-        #[serde(rename = "ref", borrow)]
-        r#ref: &'a RawValue,
-    }
-    let p: P<'_> = serde_json::from_str(msg.params()?.get()).ok()?;
-    let r: Ref = serde_json::from_str(p.r#ref.get()).ok()?;
-    match (r.kind.as_str(), r.name, r.uri) {
-        ("ref/prompt", Some(name), _) => {
-            let (idx, orig) = resolve_name(gw, ListKind::Prompts, &name)?;
-            let span = span_in(
-                msg.raw(),
-                serde_json::from_str::<HashMap<&str, &RawValue>>(p.r#ref.get())
-                    .ok()?
-                    .get("name")?,
-            )?;
-            let edit = (orig != name)
-                .then(|| {
-                    splice::replace(
-                        msg.raw(),
-                        span,
-                        serde_json::to_string(&orig).ok()?.as_bytes(),
-                    )
-                    .ok()
-                })
-                .flatten();
-            Some((idx, edit))
-        }
-        (_, _, Some(uri)) => {
-            let catalog = gw.catalog.lock().unwrap_or_else(|p| p.into_inner());
-            let hit = catalog.names.iter().find(|((k, n), _)| {
-                matches!(k, ListKind::Resources | ListKind::Templates) && *n == uri
-            });
-            Some((hit.map_or(0, |(_, (i, _))| *i), None))
-        }
-        _ => None,
-    }
-}
-
-/// Tag server→client request ids and SSE event ids with the upstream index.
-fn tag_frame(idx: usize, mut f: Frame) -> Frame {
-    if let Some(id) = f.id.take() {
-        f.id = Some(format!("{idx}~{id}"));
-        f.raw = None;
-    }
-    if let Some(data) = &f.data
-        && let Ok(m) = Message::parse(data)
-        && let (Kind::Request, Some(span), Some(id)) = (m.kind(), m.id_span(), m.id())
-    {
-        let tagged = serde_json::to_string(&format!("{idx}~{}", id.get())).unwrap_or_default();
-        if let Ok(b) = splice::replace(data, span, tagged.as_bytes()) {
-            f.data = Some(Bytes::from(b));
-            f.raw = None;
-        }
-    }
-    f
-}
-
-fn tagged(
-    idx: usize,
-    mut rx: mpsc::Receiver<Result<Frame, UpstreamError>>,
-    tx: mpsc::Sender<Result<Frame, UpstreamError>>,
-) {
-    tokio::spawn(async move {
-        while let Some(item) = rx.recv().await {
-            if tx.send(item.map(|f| tag_frame(idx, f))).await.is_err() {
-                return;
-            }
-        }
-    });
 }
 
 async fn relay_tagged(
