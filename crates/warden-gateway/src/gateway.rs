@@ -32,6 +32,8 @@ pub enum Transport {
 pub struct Upstream {
     pub cfg: UpstreamConfig,
     pub transport: Transport,
+    /// Whether the upstream speaks the stateless 2026-07-28 generation, once probed.
+    stateless: Mutex<Option<bool>>,
 }
 
 /// A downstream session's link to one upstream.
@@ -92,6 +94,7 @@ impl Gateway {
             upstreams.push(Arc::new(Upstream {
                 cfg: u.clone(),
                 transport,
+                stateless: Mutex::new(None),
             }));
         }
         let limits = Limits {
@@ -251,6 +254,60 @@ impl Gateway {
         {
             *standalone.lock().unwrap_or_else(|p| p.into_inner()) = Some(frames);
         }
+    }
+
+    /// Does upstream `idx` speak the stateless 2026-07-28 generation? Asked once with
+    /// `server/discover` (a 2025-era server refuses it) and remembered; a transport failure is
+    /// not remembered, so the next request asks again.
+    pub async fn speaks_stateless(&self, idx: usize) -> bool {
+        let up = &self.upstreams[idx];
+        if let Some(known) = *up.stateless.lock().unwrap_or_else(|p| p.into_inner()) {
+            return known;
+        }
+        const PROBE: &str = r#"{"jsonrpc":"2.0","id":"warden-discover","method":"server/discover","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{},"io.modelcontextprotocol/clientInfo":{"name":"warden","version":"0"}}}}"#;
+        let Ok(msg) = Message::parse(PROBE.as_bytes()) else {
+            return false;
+        };
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        headers.insert(
+            http::header::ACCEPT,
+            http::HeaderValue::from_static("application/json, text/event-stream"),
+        );
+        headers.insert(
+            "mcp-protocol-version",
+            http::HeaderValue::from_static("2026-07-28"),
+        );
+        headers.insert(
+            "mcp-method",
+            http::HeaderValue::from_static("server/discover"),
+        );
+        let timeout = std::time::Duration::from_millis(up.cfg.timeout_ms.min(15_000));
+        let answer = match self
+            .forward(
+                idx,
+                None,
+                &headers,
+                &msg,
+                Cleared(Bytes::from_static(PROBE.as_bytes())),
+            )
+            .await
+        {
+            Ok((reply, _)) => {
+                crate::aggregate::final_message(reply, "\"warden-discover\"", timeout).await
+            }
+            Err(e) => Err(e),
+        };
+        let known = match answer {
+            Ok(body) => Message::parse(&body).is_ok_and(|m| m.kind() == Kind::Response),
+            Err(UpstreamError::Invalid(_)) => false,
+            Err(_) => return false,
+        };
+        *up.stateless.lock().unwrap_or_else(|p| p.into_inner()) = Some(known);
+        known
     }
 
     /// Record a refusal: audit event and metrics.

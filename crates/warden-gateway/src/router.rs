@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::HeaderMap;
-use warden_proto::{Message, ProtocolVersion};
+use warden_proto::{Generation, Message, ProtocolVersion};
 
 use crate::downstream::body::Response;
 use crate::downstream::http::owner_of;
@@ -68,6 +68,14 @@ pub async fn dispatch(
     };
     let idx = 0;
     ctx.upstream = Some(gw.upstreams[idx].cfg.name.clone());
+    if ctx.generation == Some(Generation::Stateless) && !gw.speaks_stateless(idx).await {
+        return refuse(
+            &gw,
+            &ctx,
+            generation_refusal(&gw.upstreams[idx].cfg.name),
+            Some(&msg),
+        );
+    }
     let request_id = msg.id().map(|i| i.get().to_owned());
     let is_init = msg.method() == Some("initialize");
     let answer = gw
@@ -123,6 +131,23 @@ pub async fn dispatch(
         },
     };
     relay.respond(reply).await
+}
+
+/// A 2026-07-28 request for an upstream that speaks only the session-based generation.
+pub fn generation_refusal(upstream: &str) -> Refusal {
+    let supported: Vec<&str> = ProtocolVersion::of_generation(Generation::Session)
+        .map(|v| v.as_str())
+        .collect();
+    Refusal::new(
+        400,
+        warden_proto::error::code::UNSUPPORTED_PROTOCOL_VERSION,
+        "upstream_generation_unsupported",
+        "P3.4",
+        format!("Unsupported protocol version: upstream '{upstream}' speaks only session-based MCP"),
+        "connect with initialize and a session-based version (e.g. 2025-11-25); Warden does not yet bridge 2026-07-28 to older servers",
+    )
+    .with_data("supported", supported.into())
+    .with_data("requested", "2026-07-28".into())
 }
 
 /// Does the client take `text/event-stream` answers?

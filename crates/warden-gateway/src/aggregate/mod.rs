@@ -270,6 +270,10 @@ pub async fn dispatch(
         );
     };
     ctx.upstream = Some(gw.upstreams[idx].cfg.name.clone());
+    if ctx.generation == Some(Generation::Stateless) && !gw.speaks_stateless(idx).await {
+        let r = crate::router::generation_refusal(&gw.upstreams[idx].cfg.name);
+        return refuse(&gw, &ctx, r, id);
+    }
     match gw
         .forward(
             idx,
@@ -306,6 +310,9 @@ async fn fan_out(
     let want = msg.id().map(|i| i.get().to_owned()).unwrap_or_default();
     let mut out = Vec::new();
     for idx in (0..gw.upstreams.len()).filter(|i| live(s, *i)) {
+        if ctx.generation == Some(Generation::Stateless) && !gw.speaks_stateless(idx).await {
+            continue; // a session-era upstream has no part in a stateless answer
+        }
         let timeout = Duration::from_millis(gw.upstreams[idx].cfg.timeout_ms);
         let answer = match gw
             .forward(
@@ -343,7 +350,7 @@ async fn fan_out(
 }
 
 /// The final response to request `want` in a reply (other frames are not needed here).
-async fn final_message(
+pub(crate) async fn final_message(
     reply: Reply,
     want: &str,
     timeout: Duration,
