@@ -231,10 +231,17 @@ mod tests {
     fn refuses_oversize_blocks_whatever_the_chunking() {
         let mut d = SseDecoder::new(8);
         let mut out = Vec::new();
-        assert_eq!(d.feed(b"data: 0123456789\n\n", &mut out), Err(SseError::BlockTooLarge(8)), "a whole block in one chunk");
+        assert_eq!(
+            d.feed(b"data: 0123456789\n\n", &mut out),
+            Err(SseError::BlockTooLarge(8)),
+            "a whole block in one chunk"
+        );
         let one_shot = decode_all(&[b"\xEF\xBB\xBFdata: a\n\n"]);
         let split = decode_all(&[b"\xEF\xBB", b"\xBFdata: a\n\n"]);
-        assert_eq!(one_shot, split, "a BOM split across chunks is handled the same");
+        assert_eq!(
+            one_shot, split,
+            "a BOM split across chunks is handled the same"
+        );
         assert_eq!(one_shot[0].data.as_deref(), Some("a"));
     }
 

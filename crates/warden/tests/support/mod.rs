@@ -5,7 +5,10 @@
 //! peer is a test failure with a clear message, never a skip.
 #![allow(dead_code)]
 
+pub mod attack;
 pub mod client;
+pub mod lossless_gen;
+pub mod lossless_wire;
 pub mod recorder;
 pub mod sdk_peers;
 pub mod tiny;
