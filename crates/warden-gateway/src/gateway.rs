@@ -311,7 +311,7 @@ impl Gateway {
     }
 
     /// Record a refusal: audit event and metrics.
-    pub fn audit_refusal(&self, ctx: &Ctx, r: &Refusal, msg: Option<&Message<'_>>) {
+    pub fn audit_refusal(&self, ctx: &Ctx, r: &Refusal, id: Option<&serde_json::value::RawValue>) {
         self.metrics
             .refusals
             .get_or_create(&crate::metrics::ReasonLabel { reason: r.reason })
@@ -329,7 +329,7 @@ impl Gateway {
         ev.hint = Some(r.hint.to_string());
         ev.status = Some(r.status);
         ev.rpc_code = Some(r.rpc_code);
-        ev.jsonrpc_id = msg.and_then(Message::id).map(|i| truncate(i.get(), 64));
+        ev.jsonrpc_id = id.map(|i| truncate(i.get(), 64));
         self.audit.emit(ev);
     }
 

@@ -17,11 +17,6 @@ use crate::downstream::streams::{OnFinal, Relay, upstream_refusal};
 use crate::gateway::{Gateway, Link, SessionState, Transport};
 use crate::guard::{Ctx, Refusal};
 
-fn refuse(gw: &Gateway, ctx: &Ctx, r: Refusal, msg: Option<&Message<'_>>) -> Response {
-    gw.audit_refusal(ctx, &r, msg);
-    respond::refusal(&r, msg.and_then(Message::id))
-}
-
 /// Guards, routing and forwarding for one POSTed message.
 pub async fn dispatch(
     gw: Arc<Gateway>,
@@ -46,13 +41,13 @@ pub async fn dispatch(
         Err(r) => {
             drop_new_session(&gw);
             let msg = Message::parse(&bytes).ok();
-            return refuse(&gw, &ctx, r, msg.as_ref());
+            return respond::refuse(&gw, &ctx, r, msg.as_ref().and_then(Message::id));
         }
     };
     let cleared_bytes = cleared.0.clone();
     let Ok(msg) = Message::parse(&cleared_bytes) else {
         drop_new_session(&gw);
-        return refuse(
+        return respond::refuse(
             &gw,
             &ctx,
             Refusal::new(
@@ -69,11 +64,11 @@ pub async fn dispatch(
     let idx = 0;
     ctx.upstream = Some(gw.upstreams[idx].cfg.name.clone());
     if ctx.generation == Some(Generation::Stateless) && !gw.speaks_stateless(idx).await {
-        return refuse(
+        return respond::refuse(
             &gw,
             &ctx,
             generation_refusal(&gw.upstreams[idx].cfg.name),
-            Some(&msg),
+            msg.id(),
         );
     }
     let request_id = msg.id().map(|i| i.get().to_owned());
@@ -85,7 +80,7 @@ pub async fn dispatch(
         Ok(x) => x,
         Err(e) => {
             drop_new_session(&gw);
-            return refuse(&gw, &ctx, upstream_refusal(&e), Some(&msg));
+            return respond::refuse(&gw, &ctx, upstream_refusal(&e), msg.id());
         }
     };
     if is_init

@@ -74,11 +74,6 @@ pub struct Catalog {
     names: HashMap<(ListKind, String), (usize, String)>,
 }
 
-fn refuse(gw: &Gateway, ctx: &Ctx, r: Refusal, id: Option<&RawValue>) -> Response {
-    gw.audit_refusal(ctx, &r, None);
-    respond::refusal(&r, id)
-}
-
 fn live(session: Option<&SessionState>, idx: usize) -> bool {
     session.is_none_or(|s| s.live[idx].load(std::sync::atomic::Ordering::Relaxed))
 }
@@ -102,11 +97,11 @@ pub async fn dispatch(
                 .ok()
                 .and_then(|m| m.id().map(|i| i.get().to_owned()));
             let raw = id.and_then(|i| RawValue::from_string(i).ok());
-            return refuse(&gw, &ctx, r, raw.as_deref());
+            return respond::refuse(&gw, &ctx, r, raw.as_deref());
         }
     };
     let Ok(msg) = Message::parse(&cleared) else {
-        return refuse(
+        return respond::refuse(
             &gw,
             &ctx,
             Refusal::new(
@@ -166,7 +161,7 @@ pub async fn dispatch(
             if let Some(sid) = &new_session_id {
                 gw.sessions.remove(&owner, sid);
             }
-            return refuse(
+            return respond::refuse(
                 &gw,
                 &ctx,
                 upstream_refusal(&UpstreamError::Unreachable("no upstream answered".into())),
@@ -189,7 +184,7 @@ pub async fn dispatch(
         // The server guards see the merged result the client gets, not its parts.
         let body = match gw.pipeline.server_message(merged, &mut ctx).await {
             Ok(b) => b,
-            Err(r) => return refuse(&gw, &ctx, r, id),
+            Err(r) => return respond::refuse(&gw, &ctx, r, id),
         };
         if let (Some(sess), true) = (&session, method == "initialize")
             && let Ok(m) = Message::parse(&body)
@@ -208,7 +203,7 @@ pub async fn dispatch(
         let merged = merge_list(&gw, &ctx, id, kind, &answers);
         let body = match gw.pipeline.server_message(merged, &mut ctx).await {
             Ok(b) => b,
-            Err(r) => return refuse(&gw, &ctx, r, id),
+            Err(r) => return respond::refuse(&gw, &ctx, r, id),
         };
         gw.audit_done(&ctx, Decision::Allow, Some(200), None);
         return respond::json(200, body);
@@ -237,7 +232,7 @@ pub async fn dispatch(
                 format!("Method not found: {method}"),
                 "this method is not routed across several upstreams",
             );
-            return refuse(&gw, &ctx, r, id);
+            return respond::refuse(&gw, &ctx, r, id);
         }
     };
     let Some((idx, rewritten)) = target else {
@@ -249,13 +244,13 @@ pub async fn dispatch(
             "Unknown tool, prompt or resource",
             "list first; names carry their upstream's prefix",
         );
-        return refuse(&gw, &ctx, r, id);
+        return respond::refuse(&gw, &ctx, r, id);
     };
     let out = rewritten
         .map(Bytes::from)
         .unwrap_or_else(|| cleared.clone());
     let Ok(fwd) = Message::parse(&out) else {
-        return refuse(
+        return respond::refuse(
             &gw,
             &ctx,
             Refusal::new(
@@ -272,7 +267,7 @@ pub async fn dispatch(
     ctx.upstream = Some(gw.upstreams[idx].cfg.name.clone());
     if ctx.generation == Some(Generation::Stateless) && !gw.speaks_stateless(idx).await {
         let r = crate::router::generation_refusal(&gw.upstreams[idx].cfg.name);
-        return refuse(&gw, &ctx, r, id);
+        return respond::refuse(&gw, &ctx, r, id);
     }
     match gw
         .forward(
@@ -287,7 +282,7 @@ pub async fn dispatch(
         Ok((reply, _)) => {
             relay_tagged(&gw, ctx, idx, s, id.map(|i| i.get().to_owned()), reply).await
         }
-        Err(e) => refuse(&gw, &ctx, upstream_refusal(&e), id),
+        Err(e) => respond::refuse(&gw, &ctx, upstream_refusal(&e), id),
     }
 }
 
@@ -434,7 +429,7 @@ async fn client_response(
             "Response to an unknown server request",
             "answer server requests with the id they carried",
         );
-        return refuse(gw, ctx, r, None);
+        return respond::refuse(gw, ctx, r, None);
     };
     let Some(span) = msg.id_span() else {
         return respond::accepted();
@@ -459,7 +454,7 @@ async fn client_response(
             gw.audit_done(ctx, Decision::Allow, Some(202), None);
             respond::accepted()
         }
-        Err(e) => refuse(gw, ctx, upstream_refusal(&e), None),
+        Err(e) => respond::refuse(gw, ctx, upstream_refusal(&e), None),
     }
 }
 

@@ -83,11 +83,6 @@ pub async fn serve(
     }
 }
 
-fn refuse(gw: &Gateway, ctx: &Ctx, r: Refusal, msg: Option<&Message<'_>>) -> Response {
-    gw.audit_refusal(ctx, &r, msg);
-    respond::refusal(&r, msg.and_then(Message::id))
-}
-
 fn bad(
     status: u16,
     rpc: i64,
@@ -118,7 +113,7 @@ async fn handle(gw: Arc<Gateway>, peer: SocketAddr, req: Request<Incoming>) -> R
             "Not Found",
             "the MCP endpoint is at server.path",
         );
-        return refuse(&gw, &ctx, r, None);
+        return respond::refuse(&gw, &ctx, r, None);
     }
     let authority = req.uri().authority().map(|a| a.as_str().to_owned());
     let facts = HttpFacts {
@@ -128,7 +123,7 @@ async fn handle(gw: Arc<Gateway>, peer: SocketAddr, req: Request<Incoming>) -> R
         headers: req.headers(),
     };
     if let Err(r) = gw.pipeline.http_request(&facts, &mut ctx) {
-        return refuse(&gw, &ctx, r, None);
+        return respond::refuse(&gw, &ctx, r, None);
     }
     match *req.method() {
         Method::POST => post(gw, ctx, req).await,
@@ -144,7 +139,7 @@ async fn handle(gw: Arc<Gateway>, peer: SocketAddr, req: Request<Incoming>) -> R
                 "Method Not Allowed",
                 "use POST (and GET/DELETE with a session)",
             );
-            refuse(&gw, &ctx, r, None)
+            respond::refuse(&gw, &ctx, r, None)
         }
     }
 }
@@ -285,14 +280,14 @@ async fn post(gw: Arc<Gateway>, mut ctx: Ctx, req: Request<Incoming>) -> Respons
             "Content-Type must be application/json",
             "send the JSON-RPC message as application/json",
         );
-        return refuse(&gw, &ctx, r, None);
+        return respond::refuse(&gw, &ctx, r, None);
     }
     let bytes = match read_body(&gw, body).await {
         Ok(b) => b,
-        Err(r) => return refuse(&gw, &ctx, r, None),
+        Err(r) => return respond::refuse(&gw, &ctx, r, None),
     };
     if let Err(e) = gw.limits.check(&bytes) {
-        return refuse(&gw, &ctx, limit_refusal(e), None);
+        return respond::refuse(&gw, &ctx, limit_refusal(e), None);
     }
     let headers = Arc::new(parts.headers);
     if envelope::is_batch(&bytes) {
@@ -303,12 +298,12 @@ async fn post(gw: Arc<Gateway>, mut ctx: Ctx, req: Request<Incoming>) -> Respons
             "JSON-RPC batches are not accepted",
             "send one message per POST (batches exist only in 2025-03-26, which Warden relays one message at a time)",
         );
-        return refuse(&gw, &ctx, r, None);
+        return respond::refuse(&gw, &ctx, r, None);
     }
     let msg = match Message::parse(&bytes) {
         Ok(m) => m,
         Err(e) => {
-            return refuse(
+            return respond::refuse(
                 &gw,
                 &ctx,
                 bad(
@@ -344,7 +339,7 @@ async fn post(gw: Arc<Gateway>, mut ctx: Ctx, req: Request<Incoming>) -> Respons
     let modern = session_header.is_none() && is_stateless(&headers, &msg);
     if msg.method() == Some("initialize") && !modern {
         if session_header.is_some() {
-            return refuse(
+            return respond::refuse(
                 &gw,
                 &ctx,
                 bad(
@@ -354,7 +349,7 @@ async fn post(gw: Arc<Gateway>, mut ctx: Ctx, req: Request<Incoming>) -> Respons
                     "initialize must not carry Mcp-Session-Id",
                     "start a new session without the header",
                 ),
-                Some(&msg),
+                msg.id(),
             );
         }
         ctx.generation = Some(Generation::Session);
@@ -384,7 +379,7 @@ async fn post(gw: Arc<Gateway>, mut ctx: Ctx, req: Request<Incoming>) -> Respons
                     "end unused sessions with DELETE or wait for them to expire",
                 );
                 r.retry_after = Some(60);
-                return refuse(&gw, &ctx, r, Some(&msg));
+                return respond::refuse(&gw, &ctx, r, msg.id());
             }
         }
     } else if let Some(sid) = &session_header {
@@ -392,7 +387,7 @@ async fn post(gw: Arc<Gateway>, mut ctx: Ctx, req: Request<Incoming>) -> Respons
         ctx.session = Some(fingerprint(sid));
         match session_version(&headers) {
             Ok(v) => ctx.version = Some(v),
-            Err(r) => return refuse(&gw, &ctx, r, Some(&msg)),
+            Err(r) => return respond::refuse(&gw, &ctx, r, msg.id()),
         }
         match gw.sessions.get(&owner_of(&ctx), sid) {
             Ok(s) => session = Some(s),
@@ -405,14 +400,14 @@ async fn post(gw: Arc<Gateway>, mut ctx: Ctx, req: Request<Incoming>) -> Respons
                     "Session not found",
                     "the session ended, expired or belongs to another client; initialize a new one",
                 );
-                return refuse(&gw, &ctx, r, Some(&msg));
+                return respond::refuse(&gw, &ctx, r, msg.id());
             }
         }
     } else if modern {
         ctx.generation = Some(Generation::Stateless);
         ctx.version = Some(ProtocolVersion::V2026_07_28);
         if matches!(msg.kind(), Kind::Response | Kind::Error) {
-            return refuse(
+            return respond::refuse(
                 &gw,
                 &ctx,
                 bad(
@@ -422,7 +417,7 @@ async fn post(gw: Arc<Gateway>, mut ctx: Ctx, req: Request<Incoming>) -> Respons
                     "2026-07-28 clients do not send responses",
                     "use MRTR inputResponses instead",
                 ),
-                Some(&msg),
+                msg.id(),
             );
         }
     } else {
@@ -433,7 +428,7 @@ async fn post(gw: Arc<Gateway>, mut ctx: Ctx, req: Request<Incoming>) -> Respons
             "Bad Request: Mcp-Session-Id header is required",
             "send initialize first, then the Mcp-Session-Id it returned; or use 2026-07-28 with _meta",
         );
-        return refuse(&gw, &ctx, r, Some(&msg));
+        return respond::refuse(&gw, &ctx, r, msg.id());
     }
 
     router::dispatch(gw, ctx, headers, bytes, session, new_session_id).await

@@ -18,11 +18,6 @@ use crate::guard::{Ctx, Refusal};
 use crate::session::fingerprint;
 use crate::upstream::Reply;
 
-fn refuse(gw: &Gateway, ctx: &Ctx, r: Refusal) -> Response {
-    gw.audit_refusal(ctx, &r, None);
-    respond::refusal(&r, None)
-}
-
 pub async fn get_or_delete(gw: Arc<Gateway>, mut ctx: Ctx, req: Request<Incoming>) -> Response {
     let is_get = req.method() == Method::GET;
     ctx.method = Some(
@@ -63,7 +58,7 @@ pub async fn get_or_delete(gw: Arc<Gateway>, mut ctx: Ctx, req: Request<Incoming
                 "2026-07-28 has no GET stream or DELETE; use POST (subscriptions/listen for notifications)",
             )
         };
-        return refuse(&gw, &ctx, r);
+        return respond::refuse(&gw, &ctx, r, None);
     };
     ctx.session = Some(fingerprint(&sid));
     ctx.generation = Some(Generation::Session);
@@ -77,7 +72,7 @@ pub async fn get_or_delete(gw: Arc<Gateway>, mut ctx: Ctx, req: Request<Incoming
             "Session not found",
             "the session ended, expired or belongs to another client; initialize a new one",
         );
-        return refuse(&gw, &ctx, r);
+        return respond::refuse(&gw, &ctx, r, None);
     };
     if is_get {
         let accepts_sse = headers.get_all(http::header::ACCEPT).iter().any(|v| {
@@ -93,7 +88,7 @@ pub async fn get_or_delete(gw: Arc<Gateway>, mut ctx: Ctx, req: Request<Incoming
                 "Not Acceptable: the GET stream is text/event-stream",
                 "send Accept: text/event-stream",
             );
-            return refuse(&gw, &ctx, r);
+            return respond::refuse(&gw, &ctx, r, None);
         }
         if gw.upstreams.len() > 1 {
             return crate::aggregate::get_stream(gw, ctx, req.headers().clone(), session).await;
@@ -155,7 +150,7 @@ pub async fn get_or_delete(gw: Arc<Gateway>, mut ctx: Ctx, req: Request<Incoming
                 };
                 relay.respond(reply).await
             }
-            Err(e) => refuse(&gw, &ctx, upstream_refusal(&e)),
+            Err(e) => respond::refuse(&gw, &ctx, upstream_refusal(&e), None),
         };
     }
     // DELETE: end Warden's session whatever the upstreams answer; relay the single upstream's status.

@@ -6,7 +6,8 @@ use http::{HeaderValue, StatusCode};
 use serde_json::value::RawValue;
 
 use super::body::{Response, ResponseBody, empty, full};
-use crate::guard::Refusal;
+use crate::gateway::Gateway;
+use crate::guard::{Ctx, Refusal};
 
 /// A response with Warden's security headers.
 pub fn response(status: u16, content_type: Option<&str>, body: ResponseBody) -> Response {
@@ -61,4 +62,10 @@ pub fn with_session(mut r: Response, session_id: &str) -> Response {
         r.headers_mut().insert("mcp-session-id", v);
     }
     r
+}
+
+/// Audit a refusal and answer it: the one way a handler refuses.
+pub fn refuse(gw: &Gateway, ctx: &Ctx, r: Refusal, id: Option<&RawValue>) -> Response {
+    gw.audit_refusal(ctx, &r, id);
+    refusal(&r, id)
 }

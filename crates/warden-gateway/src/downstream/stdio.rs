@@ -4,13 +4,11 @@
 //! with a JSON-RPC error on stdout; a refused notification is dropped and audited.
 //! EOF on stdin, SIGINT or SIGTERM close the child's stdin, wait briefly, then stop it.
 
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::io::{AsyncWriteExt, BufReader};
-use tokio::process::Command;
 use tokio::sync::mpsc;
 use warden_audit::Decision;
 use warden_config::UpstreamConfig;
@@ -18,30 +16,13 @@ use warden_proto::{Generation, Kind, Message, envelope};
 
 use crate::gateway::Gateway;
 use crate::guard::{Ctx, Refusal};
-use crate::upstream::stdio::read_bounded_line;
+use crate::upstream::stdio::{read_bounded_line, server_command};
 
 /// Run the wrapper until the client or the server goes away; returns the exit code.
 pub async fn wrap(gw: Arc<Gateway>, up: UpstreamConfig) -> i32 {
-    let argv = up.command.clone().unwrap_or_default();
-    let Some((prog, args)) = argv.split_first() else {
+    let Some((mut cmd, prog)) = server_command(&up) else {
         return 2;
     };
-    let mut cmd = Command::new(prog);
-    cmd.args(args)
-        .env_clear()
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true);
-    for k in &up.env_passthrough {
-        if let Some(v) = std::env::var_os(k) {
-            cmd.env(k, v);
-        }
-    }
-    cmd.envs(&up.env);
-    if let Some(cwd) = &up.cwd {
-        cmd.current_dir(cwd);
-    }
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {

@@ -66,6 +66,16 @@ impl Relay {
             .audit_done(&self.ctx, decision, Some(status), reason);
     }
 
+    /// Audit a relayed stream once it ended, cleanly or not.
+    fn finish_stream(&self, clean: bool) {
+        let decision = if clean {
+            Decision::Allow
+        } else {
+            Decision::Error
+        };
+        self.finish(decision, 200, (!clean).then_some("stream_interrupted"));
+    }
+
     fn with_session(&self, r: Response) -> Response {
         match &self.session_header {
             Some(s) => respond::with_session(r, s),
@@ -271,15 +281,7 @@ impl Relay {
                     break; // stdio: the final response ends the stream.
                 }
             }
-            me.finish(
-                if clean {
-                    Decision::Allow
-                } else {
-                    Decision::Error
-                },
-                200,
-                (!clean).then_some("stream_interrupted"),
-            );
+            me.finish_stream(clean);
         });
         resp
     }
@@ -386,15 +388,7 @@ impl Relay {
                 }
             }
             log.finish(stream);
-            me.finish(
-                if clean {
-                    Decision::Allow
-                } else {
-                    Decision::Error
-                },
-                200,
-                (!clean).then_some("stream_interrupted"),
-            );
+            me.finish_stream(clean);
         });
         resp
     }

@@ -248,26 +248,8 @@ impl StdioUpstream {
     }
 
     async fn spawn(&self) -> Result<Arc<Running>, UpstreamError> {
-        let argv = self.cfg.command.clone().unwrap_or_default();
-        let (prog, args) = argv
-            .split_first()
+        let (mut cmd, prog) = server_command(&self.cfg)
             .ok_or_else(|| UpstreamError::Unreachable("empty command".into()))?;
-        let mut cmd = Command::new(prog);
-        cmd.args(args)
-            .env_clear()
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true);
-        for k in &self.cfg.env_passthrough {
-            if let Some(v) = std::env::var_os(k) {
-                cmd.env(k, v);
-            }
-        }
-        cmd.envs(&self.cfg.env);
-        if let Some(cwd) = &self.cfg.cwd {
-            cmd.current_dir(cwd);
-        }
         let mut child = cmd.spawn().map_err(|e| {
             self.note_failure();
             UpstreamError::Unreachable(format!("cannot start {prog}: {e}"))
@@ -338,6 +320,31 @@ impl StdioUpstream {
             self.note_failure();
         }
     }
+}
+
+/// The command that starts a stdio server: piped stdin/stdout, stderr passed through, killed with
+/// its handle, and a clean environment — only `env_passthrough` from Warden's own, plus `env`
+/// (P10.2). Returns the command and the program name; `None` for an empty command line.
+pub fn server_command(cfg: &UpstreamConfig) -> Option<(Command, String)> {
+    let argv = cfg.command.as_deref().unwrap_or_default();
+    let (prog, args) = argv.split_first()?;
+    let mut cmd = Command::new(prog);
+    cmd.args(args)
+        .env_clear()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true);
+    for k in &cfg.env_passthrough {
+        if let Some(v) = std::env::var_os(k) {
+            cmd.env(k, v);
+        }
+    }
+    cmd.envs(&cfg.env);
+    if let Some(cwd) = &cfg.cwd {
+        cmd.current_dir(cwd);
+    }
+    Some((cmd, prog.clone()))
 }
 
 async fn write_line(run: &Running, line: Bytes) -> Result<(), UpstreamError> {
