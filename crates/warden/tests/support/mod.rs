@@ -274,7 +274,13 @@ impl Warden {
         if !body.contains("[server]") {
             cfg.push_str("[server]\nlisten = \"127.0.0.1:0\"\n\n");
         }
-        cfg.push_str(&format!("[audit]\npath = {}\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n[log]\nlevel = \"warn\"\n\n", toml_str(&audit.display().to_string())));
+        cfg.push_str(&format!(
+            "[audit]\npath = {}\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n",
+            toml_str(&audit.display().to_string())
+        ));
+        if !body.contains("[log]") {
+            cfg.push_str("[log]\nlevel = \"warn\"\n\n");
+        }
         cfg.push_str(body);
         let path = dir.join("warden.toml");
         std::fs::write(&path, cfg).expect("write config");
