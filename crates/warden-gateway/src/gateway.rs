@@ -34,6 +34,8 @@ pub struct Upstream {
     pub transport: Transport,
     /// Whether the upstream speaks the stateless 2026-07-28 generation, once probed.
     stateless: Mutex<Option<bool>>,
+    /// The last exchange succeeded (mirrors the `upstream_up` gauge).
+    healthy: AtomicBool,
 }
 
 /// A downstream session's link to one upstream.
@@ -95,6 +97,7 @@ impl Gateway {
                 cfg: u.clone(),
                 transport,
                 stateless: Mutex::new(None),
+                healthy: AtomicBool::new(true),
             }));
         }
         let limits = Limits {
@@ -203,12 +206,11 @@ impl Gateway {
             }
         };
         tracing::debug!(upstream = %up.cfg.name, method = ?msg.method(), kind = ?msg.kind(), ok = result.is_ok(), "forwarded");
-        self.metrics
-            .upstream_up
-            .get_or_create(&UpstreamLabel {
-                upstream: up.cfg.name.clone(),
-            })
-            .set(i64::from(result.is_ok()));
+        // The health gauge is touched only when it changes: no label lookup on the hot path.
+        let ok = result.is_ok();
+        if up.healthy.swap(ok, Ordering::Relaxed) != ok {
+            self.metrics.upstream_up.get_or_create(&UpstreamLabel { upstream: up.cfg.name.clone() }).set(i64::from(ok));
+        }
         result
     }
 
