@@ -209,7 +209,12 @@ impl Gateway {
         // The health gauge is touched only when it changes: no label lookup on the hot path.
         let ok = result.is_ok();
         if up.healthy.swap(ok, Ordering::Relaxed) != ok {
-            self.metrics.upstream_up.get_or_create(&UpstreamLabel { upstream: up.cfg.name.clone() }).set(i64::from(ok));
+            self.metrics
+                .upstream_up
+                .get_or_create(&UpstreamLabel {
+                    upstream: up.cfg.name.clone(),
+                })
+                .set(i64::from(ok));
         }
         result
     }
