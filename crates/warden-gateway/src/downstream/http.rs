@@ -392,14 +392,7 @@ async fn post(gw: Arc<Gateway>, mut ctx: Ctx, req: Request<Incoming>) -> Respons
         match gw.sessions.get(&owner_of(&ctx), sid) {
             Ok(s) => session = Some(s),
             Err(_) => {
-                let r = Refusal::new(
-                    404,
-                    code::GATEWAY_DENIED,
-                    "session_not_found",
-                    "M2",
-                    "Session not found",
-                    "the session ended, expired or belongs to another client; initialize a new one",
-                );
+                let r = respond::session_not_found();
                 return respond::refuse(&gw, &ctx, r, msg.id());
             }
         }

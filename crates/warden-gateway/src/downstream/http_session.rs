@@ -64,14 +64,7 @@ pub async fn get_or_delete(gw: Arc<Gateway>, mut ctx: Ctx, req: Request<Incoming
     ctx.generation = Some(Generation::Session);
     let owner = owner_of(&ctx);
     let Ok(session) = gw.sessions.get(&owner, &sid) else {
-        let r = Refusal::new(
-            404,
-            code::GATEWAY_DENIED,
-            "session_not_found",
-            "M2",
-            "Session not found",
-            "the session ended, expired or belongs to another client; initialize a new one",
-        );
+        let r = respond::session_not_found();
         return respond::refuse(&gw, &ctx, r, None);
     };
     if is_get {

@@ -69,3 +69,15 @@ pub fn refuse(gw: &Gateway, ctx: &Ctx, r: Refusal, id: Option<&RawValue>) -> Res
     gw.audit_refusal(ctx, &r, id);
     refusal(&r, id)
 }
+
+/// The answer to a session id that is unknown, ended, expired or another owner's: all alike (M2).
+pub fn session_not_found() -> Refusal {
+    Refusal::new(
+        404,
+        warden_proto::error::code::GATEWAY_DENIED,
+        "session_not_found",
+        "M2",
+        "Session not found",
+        "the session ended, expired or belongs to another client; initialize a new one",
+    )
+}
