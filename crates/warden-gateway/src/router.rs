@@ -112,18 +112,18 @@ pub async fn dispatch(
         (Transport::Stdio { shared }, _) => Some(shared.clone()),
         _ => None,
     };
+    let log = match (&gw.upstreams[idx].transport, &session) {
+        (Transport::Stdio { .. }, Some(s)) if accepts_sse(&headers) => Some(s.events.clone()),
+        _ => None,
+    };
+    let timeout = Duration::from_millis(gw.upstreams[idx].cfg.timeout_ms);
     let relay = Relay {
-        timeout: Duration::from_millis(gw.upstreams[idx].cfg.timeout_ms),
-        gw: gw.clone(),
-        ctx,
         request_id,
         on_final,
         cancel,
         session_header: new_session_id,
-        log: match (&gw.upstreams[idx].transport, &session) {
-            (Transport::Stdio { .. }, Some(s)) if accepts_sse(&headers) => Some(s.events.clone()),
-            _ => None,
-        },
+        log,
+        ..Relay::new(gw.clone(), ctx, timeout)
     };
     relay.respond(reply).await
 }

@@ -395,14 +395,13 @@ async fn relay_tagged(
         _ => None,
     };
     let relay = Relay {
-        timeout: Duration::from_millis(gw.upstreams[idx].cfg.timeout_ms),
-        gw: gw.clone(),
-        ctx,
         request_id,
-        on_final: None,
         cancel,
-        session_header: None,
-        log: None,
+        ..Relay::new(
+            gw.clone(),
+            ctx,
+            Duration::from_millis(gw.upstreams[idx].cfg.timeout_ms),
+        )
     };
     relay.respond(reply).await
 }
@@ -489,16 +488,7 @@ async fn listen(
         }
     }
     drop(tx);
-    let relay = Relay {
-        timeout: Duration::from_secs(3600),
-        gw: gw.clone(),
-        ctx,
-        request_id: None,
-        on_final: None,
-        cancel: None,
-        session_header: None,
-        log: None,
-    };
+    let relay = Relay::new(gw.clone(), ctx, Duration::from_secs(3600));
     relay
         .respond(Reply::Stream {
             frames: rx,
@@ -549,16 +539,7 @@ pub async fn get_stream(
         }
     }
     drop(tx);
-    let relay = Relay {
-        timeout: Duration::from_secs(3600),
-        gw: gw.clone(),
-        ctx,
-        request_id: None,
-        on_final: None,
-        cancel: None,
-        session_header: None,
-        log: None,
-    };
+    let relay = Relay::new(gw.clone(), ctx, Duration::from_secs(3600));
     relay
         .respond(Reply::Stream {
             frames: rx,

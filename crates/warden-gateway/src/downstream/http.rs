@@ -147,16 +147,19 @@ async fn handle(gw: Arc<Gateway>, peer: SocketAddr, req: Request<Incoming>) -> R
 async fn read_body(gw: &Gateway, body: Incoming) -> Result<Bytes, Refusal> {
     let max = gw.cfg.limits.max_body_bytes;
     let timeout = Duration::from_millis(gw.cfg.server.body_timeout_ms);
-    // A declared length over the limit is refused from the head: no wait, no `100 Continue`.
-    if hyper::body::Body::size_hint(&body).lower() > max as u64 {
-        return Err(Refusal::new(
+    let too_large = || {
+        Refusal::new(
             413,
             code::INVALID_REQUEST,
             "body_too_large",
             "P1.1",
             format!("Request body over {max} bytes"),
             "send a smaller message; the limit is limits.max_body_bytes",
-        ));
+        )
+    };
+    // A declared length over the limit is refused from the head: no wait, no `100 Continue`.
+    if hyper::body::Body::size_hint(&body).lower() > max as u64 {
+        return Err(too_large());
     }
     match tokio::time::timeout(timeout, Limited::new(body, max).collect()).await {
         Err(_) => Err(Refusal::new(
@@ -167,14 +170,7 @@ async fn read_body(gw: &Gateway, body: Incoming) -> Result<Bytes, Refusal> {
             "Request body not received in time",
             "send the whole body promptly",
         )),
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(Refusal::new(
-            413,
-            code::INVALID_REQUEST,
-            "body_too_large",
-            "P1.1",
-            format!("Request body over {max} bytes"),
-            "send a smaller message; the limit is limits.max_body_bytes",
-        )),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
         Ok(Err(_)) => Err(bad(
             400,
             code::INVALID_REQUEST,

@@ -132,14 +132,12 @@ pub async fn get_or_delete(gw: Arc<Gateway>, mut ctx: Ctx, req: Request<Incoming
         return match reply {
             Ok(reply) => {
                 let relay = Relay {
-                    timeout: Duration::from_millis(gw.upstreams[0].cfg.timeout_ms),
-                    gw: gw.clone(),
-                    ctx,
-                    request_id: None,
-                    on_final: None,
-                    cancel: None,
-                    session_header: None,
                     log,
+                    ..Relay::new(
+                        gw.clone(),
+                        ctx,
+                        Duration::from_millis(gw.upstreams[0].cfg.timeout_ms),
+                    )
                 };
                 relay.respond(reply).await
             }

@@ -61,6 +61,20 @@ pub fn upstream_refusal(e: &UpstreamError) -> Refusal {
 }
 
 impl Relay {
+    /// A relay with nothing but its gateway, context and timeout; callers set what they need.
+    pub fn new(gw: Arc<Gateway>, ctx: Ctx, timeout: Duration) -> Self {
+        Self {
+            gw,
+            ctx,
+            timeout,
+            request_id: None,
+            on_final: None,
+            cancel: None,
+            session_header: None,
+            log: None,
+        }
+    }
+
     fn finish(&self, decision: Decision, status: u16, reason: Option<&'static str>) {
         self.gw
             .audit_done(&self.ctx, decision, Some(status), reason);
