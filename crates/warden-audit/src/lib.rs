@@ -8,7 +8,9 @@
 //! payloads or secrets (events carry names, codes and sizes, not message bodies; session ids are
 //! fingerprinted), and must never drop an event silently: a full queue is counted and logged.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::fmt;
 use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,29 +34,55 @@ pub enum Decision {
     Info,
 }
 
+/// Warden's id for one HTTP request or stdio message: a process-wide counter, written `r<hex>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RequestId(pub u64);
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "r{:x}", self.0)
+    }
+}
+
+impl Serialize for RequestId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// RFC 3339 with milliseconds, UTC; formatted when the event is written, off the request path.
+fn rfc3339_millis<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&humantime::format_rfc3339_millis(*t))
+}
+
 /// One audit event. Field names are stable: SIEM queries are written against them.
+///
+/// Text that repeats across events (client, session fingerprint, upstream, tool) is shared
+/// (`Arc<str>`) and method names are static where known, so building an event on the request
+/// path copies no strings.
 #[derive(Debug, Clone, Serialize)]
 pub struct AuditEvent {
     /// RFC 3339 time with milliseconds, UTC.
-    pub time: String,
+    #[serde(serialize_with = "rfc3339_millis")]
+    pub time: SystemTime,
     /// Stable event kind, e.g. `mcp.request`, `mcp.refusal`, `session.open`, `upstream.exit`.
     pub kind: &'static str,
     /// Warden's id for the HTTP request or stdio message this event is about.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub request_id: Option<String>,
+    pub request_id: Option<RequestId>,
     /// Fingerprint of the downstream session (never the session id itself).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub session: Option<String>,
+    pub session: Option<Arc<str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub client: Option<String>,
+    pub client: Option<Arc<str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub subject: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub upstream: Option<String>,
+    pub upstream: Option<Arc<str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub method: Option<String>,
+    pub method: Option<Cow<'static, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub tool: Option<String>,
+    pub tool: Option<Arc<str>>,
     /// The JSON-RPC id as sent (truncated to 64 bytes).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub jsonrpc_id: Option<String>,
@@ -87,7 +115,7 @@ pub struct AuditEvent {
 impl AuditEvent {
     pub fn new(kind: &'static str, decision: Decision) -> Self {
         Self {
-            time: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+            time: SystemTime::now(),
             kind,
             request_id: None,
             session: None,
@@ -241,7 +269,11 @@ mod tests {
             serde_json::json!({"origin": "http://evil.example"}),
         );
         sink.emit(ev);
-        sink.emit(AuditEvent::new("mcp.request", Decision::Allow));
+        let mut ev = AuditEvent::new("mcp.request", Decision::Allow);
+        ev.request_id = Some(RequestId(0x2a));
+        ev.method = Some("tools/call".into());
+        ev.upstream = Some("files".into());
+        sink.emit(ev);
         drop(sink);
         let mut text = String::new();
         for _ in 0..100 {
@@ -263,6 +295,9 @@ mod tests {
             "http://evil.example"
         );
         assert!(lines[0]["time"].as_str().unwrap().ends_with('Z'));
+        assert_eq!(lines[1]["request_id"], "r2a");
+        assert_eq!(lines[1]["method"], "tools/call");
+        assert_eq!(lines[1]["upstream"], "files");
         let _ = std::fs::remove_file(&dir);
     }
 }

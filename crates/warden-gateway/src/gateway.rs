@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use http::{HeaderMap, Method};
 use tokio::sync::mpsc;
-use warden_audit::{AuditEvent, AuditSink, Decision};
+use warden_audit::{AuditEvent, AuditSink, Decision, RequestId};
 use warden_config::{Config, UpstreamConfig};
 use warden_proto::limits::Limits;
 use warden_proto::{Kind, Message, ProtocolVersion};
@@ -31,6 +31,8 @@ pub enum Transport {
 
 pub struct Upstream {
     pub cfg: UpstreamConfig,
+    /// `cfg.name`, shared with every context and audit event that names this upstream.
+    pub name: Arc<str>,
     pub transport: Transport,
     /// Whether the upstream speaks the stateless 2026-07-28 generation, once probed.
     stateless: Mutex<Option<bool>>,
@@ -51,7 +53,7 @@ pub enum Link {
 
 /// What Warden keeps per downstream session.
 pub struct SessionState {
-    pub fingerprint: String,
+    pub fingerprint: Arc<str>,
     pub version: Mutex<Option<ProtocolVersion>>,
     pub links: Vec<Link>,
     /// Upstreams that answered `initialize`; others are left out of this session.
@@ -72,6 +74,7 @@ pub struct Gateway {
     pub catalog: Mutex<crate::aggregate::Catalog>,
     request_seq: AtomicU64,
     hook: EventHook,
+    stdio_label: Arc<str>,
 }
 
 impl Gateway {
@@ -94,6 +97,7 @@ impl Gateway {
                 })
                 .set(1);
             upstreams.push(Arc::new(Upstream {
+                name: u.name.as_str().into(),
                 cfg: u.clone(),
                 transport,
                 stateless: Mutex::new(None),
@@ -115,16 +119,22 @@ impl Gateway {
             catalog: Mutex::new(Default::default()),
             request_seq: AtomicU64::new(1),
             hook,
+            stdio_label: "stdio".into(),
         }))
     }
 
     /// A new request id (process-unique, for audit correlation).
-    pub fn next_request_id(&self) -> String {
-        format!("r{:x}", self.request_seq.fetch_add(1, Ordering::Relaxed))
+    pub fn next_request_id(&self) -> RequestId {
+        RequestId(self.request_seq.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// A context for a message from the local stdio client.
+    pub fn stdio_ctx(&self) -> Ctx {
+        Ctx::new(self.next_request_id(), None, self.stdio_label.clone())
     }
 
     /// The links a new session gets: stdio upstreams get their own child, spawned on first use.
-    pub fn new_session_state(&self, fingerprint: String) -> SessionState {
+    pub fn new_session_state(&self, fingerprint: Arc<str>) -> SessionState {
         let links = self
             .upstreams
             .iter()
@@ -323,13 +333,7 @@ impl Gateway {
             .refusals
             .get_or_create(&crate::metrics::ReasonLabel { reason: r.reason })
             .inc();
-        self.metrics
-            .requests
-            .get_or_create(&crate::metrics::RequestLabels {
-                method: crate::metrics::method_label(ctx.method.as_deref()),
-                decision: "deny",
-            })
-            .inc();
+        self.metrics.record(ctx.method.as_deref(), 1, None);
         let mut ev = self.event(ctx, "mcp.refusal", Decision::Deny);
         ev.reason = Some(r.reason.into());
         ev.control = Some(r.control);
@@ -343,12 +347,9 @@ impl Gateway {
     /// An audit event prefilled from the context.
     pub fn event(&self, ctx: &Ctx, kind: &'static str, decision: Decision) -> AuditEvent {
         let mut ev = AuditEvent::new(kind, decision);
-        ev.request_id = Some(ctx.request_id.clone());
+        ev.request_id = Some(ctx.request_id);
         ev.session = ctx.session.clone();
-        ev.client = ctx
-            .client
-            .map(|c| c.to_string())
-            .or_else(|| Some("stdio".into()));
+        ev.client = Some(ctx.client_label.clone());
         ev.subject = ctx.subject.clone();
         ev.upstream = ctx.upstream.clone();
         ev.method = ctx.method.clone();
@@ -366,24 +367,17 @@ impl Gateway {
         status: Option<u16>,
         reason: Option<&'static str>,
     ) {
-        let label = match decision {
-            Decision::Allow => "allow",
-            Decision::Deny => "deny",
-            Decision::Error => "error",
-            Decision::Info => "info",
+        let index = match decision {
+            Decision::Allow => 0,
+            Decision::Deny => 1,
+            Decision::Error => 2,
+            Decision::Info => 3,
         };
-        let method = crate::metrics::method_label(ctx.method.as_deref());
-        self.metrics
-            .requests
-            .get_or_create(&crate::metrics::RequestLabels {
-                method,
-                decision: label,
-            })
-            .inc();
-        self.metrics
-            .latency
-            .get_or_create(&crate::metrics::MethodLabel { method })
-            .observe(ctx.started.elapsed().as_secs_f64());
+        self.metrics.record(
+            ctx.method.as_deref(),
+            index,
+            Some(ctx.started.elapsed().as_secs_f64()),
+        );
         let mut ev = self.event(ctx, "mcp.request", decision);
         ev.status = status;
         ev.reason = reason.map(Into::into);
@@ -407,6 +401,14 @@ pub fn truncate(s: &str, max: usize) -> String {
         end -= 1;
     }
     format!("{}…", &s[..end])
+}
+
+/// [`truncate`] into shared text (for the context and audit events).
+pub fn truncate_shared(s: &str, max: usize) -> Arc<str> {
+    if s.len() <= max {
+        return s.into();
+    }
+    truncate(s, max).into()
 }
 
 fn event_hook(audit: Arc<dyn AuditSink>, metrics: Arc<Metrics>) -> EventHook {

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use http::HeaderMap;
+use warden_audit::RequestId;
 use warden_proto::headers::ParamHeader;
 use warden_proto::{Generation, Message, ProtocolVersion};
 
@@ -127,14 +128,16 @@ pub struct HttpFacts<'a> {
 #[derive(Debug, Clone)]
 pub struct Ctx {
     /// Warden's id for this HTTP request or stdio message.
-    pub request_id: String,
+    pub request_id: RequestId,
     pub started: Instant,
     /// Client address, or `None` for stdio.
     pub client: Option<SocketAddr>,
+    /// The client as audit events name it (formatted once per connection; `stdio` for stdio).
+    pub client_label: Arc<str>,
     /// Authenticated subject (set by the identity guard; `None` until then).
     pub subject: Option<String>,
     /// Fingerprint of the downstream session, when there is one.
-    pub session: Option<String>,
+    pub session: Option<Arc<str>>,
     /// Protocol version in force for this message.
     pub version: Option<ProtocolVersion>,
     /// Generation of the message: session-based or stateless.
@@ -143,10 +146,11 @@ pub struct Ctx {
     pub headers: Option<Arc<HeaderMap>>,
     /// `x-mcp-header` annotations of the tool being called, when known (2026-07-28).
     pub param_headers: Option<Arc<Vec<ParamHeader>>>,
-    pub upstream: Option<String>,
-    pub method: Option<String>,
+    pub upstream: Option<Arc<str>>,
+    /// The JSON-RPC method (static for the methods Warden knows).
+    pub method: Option<Cow<'static, str>>,
     /// Tool (or prompt/resource) the message is about, as the client named it.
-    pub tool: Option<String>,
+    pub tool: Option<Arc<str>>,
     /// Session risk score; raised by guards that see trouble.
     pub risk: u32,
     /// Facts guards add for audit, keyed by guard name.
@@ -154,11 +158,12 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    pub fn new(request_id: String, client: Option<SocketAddr>) -> Self {
+    pub fn new(request_id: RequestId, client: Option<SocketAddr>, client_label: Arc<str>) -> Self {
         Self {
             request_id,
             started: Instant::now(),
             client,
+            client_label,
             subject: None,
             session: None,
             version: None,
@@ -174,7 +179,7 @@ impl Ctx {
     }
     /// A context for guard unit tests.
     pub fn test() -> Self {
-        Self::new("test".into(), None)
+        Self::new(RequestId(0), None, "test".into())
     }
 }
 

@@ -3,6 +3,7 @@
 //! from closed sets (known MCP methods, configured upstream names, reason codes), never from
 //! client input, so cardinality stays bounded.
 
+use std::sync::OnceLock;
 use std::sync::atomic::AtomicI64;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -41,6 +42,18 @@ pub struct Metrics {
     pub sessions_open: Gauge<i64, AtomicI64>,
     pub upstream_up: Family<UpstreamLabel, Gauge<i64, AtomicI64>>,
     pub upstream_restarts: Family<UpstreamLabel, Counter>,
+    /// `requests` and `latency` handles by (method, decision), resolved on first use: the request
+    /// path records without hashing labels or taking the family lock.
+    hot: Box<[HotHandles]>,
+}
+
+/// The decisions `requests` counts, in [`Metrics::record`]'s index order.
+pub const DECISIONS: [&str; 4] = ["allow", "deny", "error", "info"];
+
+#[derive(Default)]
+struct HotHandles {
+    requests: [OnceLock<Counter>; 4],
+    latency: OnceLock<Histogram>,
 }
 
 /// MCP methods with their own label value; anything else is `other`.
@@ -71,15 +84,38 @@ const METHODS: [&str; 24] = [
     "tasks/result",
 ];
 
+/// The method name as context and audit keep it: static for the methods Warden knows.
+pub fn method_name(method: &str) -> std::borrow::Cow<'static, str> {
+    match METHODS.iter().find(|k| **k == method) {
+        Some(k) => std::borrow::Cow::Borrowed(k),
+        None => std::borrow::Cow::Owned(method.to_owned()),
+    }
+}
+
 /// The label value for a method name.
 pub fn method_label(method: Option<&str>) -> &'static str {
+    LABELS[method_index(method)]
+}
+
+/// Every method label: the known methods, then `other`, then `response`.
+const LABELS: [&str; METHODS.len() + 2] = {
+    let mut all = ["other"; METHODS.len() + 2];
+    let mut i = 0;
+    while i < METHODS.len() {
+        all[i] = METHODS[i];
+        i += 1;
+    }
+    all[METHODS.len() + 1] = "response";
+    all
+};
+
+fn method_index(method: Option<&str>) -> usize {
     match method {
-        None => "response",
+        None => METHODS.len() + 1,
         Some(m) => METHODS
             .iter()
-            .find(|k| **k == m)
-            .copied()
-            .unwrap_or("other"),
+            .position(|k| *k == m)
+            .unwrap_or(METHODS.len()),
     }
 }
 
@@ -130,6 +166,32 @@ impl Metrics {
             sessions_open,
             upstream_up,
             upstream_restarts,
+            hot: (0..LABELS.len()).map(|_| HotHandles::default()).collect(),
+        }
+    }
+
+    /// Count one message by method and decision (an index into [`DECISIONS`]) and, when
+    /// `latency` is given, observe it.
+    pub fn record(&self, method: Option<&str>, decision: usize, latency: Option<f64>) {
+        let i = method_index(method);
+        let (Some(hot), Some(&decision_label)) = (self.hot.get(i), DECISIONS.get(decision)) else {
+            return;
+        };
+        let method = LABELS[i];
+        hot.requests[decision]
+            .get_or_init(|| {
+                self.requests
+                    .get_or_create(&RequestLabels {
+                        method,
+                        decision: decision_label,
+                    })
+                    .clone()
+            })
+            .inc();
+        if let Some(secs) = latency {
+            hot.latency
+                .get_or_init(|| self.latency.get_or_create(&MethodLabel { method }).clone())
+                .observe(secs);
         }
     }
 
@@ -168,10 +230,18 @@ mod tests {
                 decision: "deny",
             })
             .inc();
+        m.record(Some("tools/call"), 0, Some(0.001));
+        m.record(None, 1, None);
         let text = m.render();
         assert!(
-            text.contains(r#"warden_requests_total{method="tools/call",decision="allow"} 1"#),
-            "{text}"
+            text.contains(r#"warden_requests_total{method="tools/call",decision="allow"} 2"#),
+            "the hot handles count into the same series: {text}"
+        );
+        assert!(text.contains(r#"warden_requests_total{method="response",decision="deny"} 1"#));
+        assert!(text.contains(r#"warden_request_duration_seconds_count{method="tools/call"} 1"#));
+        assert!(
+            !text.contains(r#"decision="info""#),
+            "series appear on first use only"
         );
         assert!(text.contains(r#"method="other""#));
         assert!(!text.contains("injected"));

@@ -42,6 +42,14 @@ pub struct Pipeline {
 /// A message that has passed every client→server guard; only this can be forwarded upstream.
 pub struct Cleared(pub Bytes);
 
+/// What a walk over a message the caller already parsed gives back.
+pub enum Walked {
+    /// No guard changed it: the caller's bytes and parse still stand.
+    Unchanged,
+    /// A guard rewrote it: these bytes replace the message (parse them again).
+    Rewritten(Bytes),
+}
+
 impl Pipeline {
     pub fn new(cfg: &Config) -> Self {
         Self::from_guards(guards(cfg))
@@ -69,21 +77,73 @@ impl Pipeline {
 
     /// Walk a client→server message top-down.
     pub async fn client_message(&self, raw: Bytes, ctx: &mut Ctx) -> Result<Cleared, Refusal> {
-        self.walk(raw, ctx, false).await.map(Cleared)
+        match self.client_parsed(&parse(&raw)?, ctx).await? {
+            Walked::Unchanged => Ok(Cleared(raw)),
+            Walked::Rewritten(b) => Ok(Cleared(b)),
+        }
     }
 
     /// Walk a server→client message bottom-up.
     pub async fn server_message(&self, raw: Bytes, ctx: &mut Ctx) -> Result<Bytes, Refusal> {
-        self.walk(raw, ctx, true).await
+        match self.server_parsed(&parse(&raw)?, ctx).await? {
+            Walked::Unchanged => Ok(raw),
+            Walked::Rewritten(b) => Ok(b),
+        }
     }
 
-    /// The message is parsed once, and again only after a guard rewrote it.
-    async fn walk(&self, mut raw: Bytes, ctx: &mut Ctx, reverse: bool) -> Result<Bytes, Refusal> {
+    /// [`Self::client_message`] for a message the caller has parsed already (the hot path
+    /// parses each message once).
+    pub async fn client_parsed(&self, msg: &Message<'_>, ctx: &mut Ctx) -> Result<Walked, Refusal> {
+        self.walk(msg, ctx, false).await
+    }
+
+    /// [`Self::server_message`] for a message the caller has parsed already.
+    pub async fn server_parsed(&self, msg: &Message<'_>, ctx: &mut Ctx) -> Result<Walked, Refusal> {
+        self.walk(msg, ctx, true).await
+    }
+
+    /// Run the guards from position `i` on; `Some(bytes)` when one rewrote the message (`i` then
+    /// points past it).
+    async fn run(
+        &self,
+        msg: &Message<'_>,
+        ctx: &mut Ctx,
+        reverse: bool,
+        i: &mut usize,
+    ) -> Result<Option<Vec<u8>>, Refusal> {
         let n = self.guards.len();
+        while *i < n {
+            let g = &self.guards[if reverse { n - 1 - *i } else { *i }];
+            *i += 1;
+            let check = if reverse {
+                g.server_message(msg, ctx)
+            } else {
+                g.client_message(msg, ctx)
+            };
+            match check.resolve().await {
+                Verdict::Continue => {}
+                Verdict::Deny(r) => return Err(with_guard(r, g.name(), ctx)),
+                Verdict::Rewrite(bytes) => return Ok(Some(bytes)),
+            }
+        }
+        Ok(None)
+    }
+
+    /// The caller's parse serves until a guard rewrites; each rewrite is parsed again before the
+    /// next guard sees it.
+    async fn walk(
+        &self,
+        msg: &Message<'_>,
+        ctx: &mut Ctx,
+        reverse: bool,
+    ) -> Result<Walked, Refusal> {
         let mut i = 0;
-        while i < n {
-            let rewritten = {
-                let msg = Message::parse(&raw).map_err(|e| {
+        let Some(mut bytes) = self.run(msg, ctx, reverse, &mut i).await? else {
+            return Ok(Walked::Unchanged);
+        };
+        loop {
+            let next = {
+                let msg = Message::parse(&bytes).map_err(|e| {
                     Refusal::new(
                         502,
                         e.code(),
@@ -93,33 +153,29 @@ impl Pipeline {
                         e.to_string(),
                     )
                 })?;
-                let mut out = None;
-                while i < n {
-                    let g = &self.guards[if reverse { n - 1 - i } else { i }];
-                    i += 1;
-                    let check = if reverse {
-                        g.server_message(&msg, ctx)
-                    } else {
-                        g.client_message(&msg, ctx)
-                    };
-                    match check.resolve().await {
-                        Verdict::Continue => {}
-                        Verdict::Deny(r) => return Err(with_guard(r, g.name(), ctx)),
-                        Verdict::Rewrite(bytes) => {
-                            out = Some(bytes);
-                            break;
-                        }
-                    }
-                }
-                out
+                self.run(&msg, ctx, reverse, &mut i).await?
             };
-            match rewritten {
-                Some(bytes) => raw = Bytes::from(bytes),
-                None => break,
+            match next {
+                Some(b) => bytes = b,
+                None => return Ok(Walked::Rewritten(Bytes::from(bytes))),
             }
         }
-        Ok(raw)
     }
+}
+
+/// The envelope of a message the caller did not parse (callers validate first; this is the
+/// fail-closed backstop).
+fn parse(raw: &[u8]) -> Result<Message<'_>, Refusal> {
+    Message::parse(raw).map_err(|e| {
+        Refusal::new(
+            400,
+            e.code(),
+            e.reason(),
+            "P1.1",
+            e.to_string(),
+            "send one valid JSON-RPC 2.0 message",
+        )
+    })
 }
 
 fn with_guard(r: Refusal, guard: &'static str, ctx: &mut Ctx) -> Refusal {

@@ -16,13 +16,15 @@ use crate::downstream::respond;
 use crate::downstream::streams::{OnFinal, Relay, upstream_refusal};
 use crate::gateway::{Gateway, Link, SessionState, Transport};
 use crate::guard::{Ctx, Refusal};
+use crate::pipeline::{Cleared, Walked};
 
-/// Guards, routing and forwarding for one POSTed message.
+/// Guards, routing and forwarding for one POSTed message, parsed once by the caller.
 pub async fn dispatch(
     gw: Arc<Gateway>,
     mut ctx: Ctx,
     headers: Arc<HeaderMap>,
-    bytes: Bytes,
+    bytes: &Bytes,
+    parsed: &Message<'_>,
     session: Option<Arc<SessionState>>,
     new_session_id: Option<String>,
 ) -> Response {
@@ -34,35 +36,49 @@ pub async fn dispatch(
         }
     };
     if gw.upstreams.len() > 1 {
-        return crate::aggregate::dispatch(gw, ctx, headers, bytes, session, new_session_id).await;
+        return crate::aggregate::dispatch(
+            gw,
+            ctx,
+            headers,
+            bytes.clone(),
+            session,
+            new_session_id,
+        )
+        .await;
     }
-    let cleared = match gw.pipeline.client_message(bytes.clone(), &mut ctx).await {
-        Ok(c) => c,
+    let rewritten = match gw.pipeline.client_parsed(parsed, &mut ctx).await {
+        Ok(Walked::Unchanged) => None,
+        Ok(Walked::Rewritten(b)) => Some(b),
         Err(r) => {
             drop_new_session(&gw);
-            let msg = Message::parse(&bytes).ok();
-            return respond::refuse(&gw, &ctx, r, msg.as_ref().and_then(Message::id));
+            return respond::refuse(&gw, &ctx, r, parsed.id());
         }
     };
-    let cleared_bytes = cleared.0.clone();
-    let Ok(msg) = Message::parse(&cleared_bytes) else {
-        drop_new_session(&gw);
-        return respond::refuse(
-            &gw,
-            &ctx,
-            Refusal::new(
-                500,
-                -32603,
-                "internal_error",
-                "P1.1",
-                "Internal error",
-                "report this",
-            ),
-            None,
-        );
+    // A guard's rewrite is parsed again; otherwise the caller's parse stands.
+    let reparsed;
+    let (cleared, msg) = match &rewritten {
+        None => (Cleared(bytes.clone()), parsed),
+        Some(b) => match Message::parse(b) {
+            Ok(m) => {
+                reparsed = m;
+                (Cleared(b.clone()), &reparsed)
+            }
+            Err(_) => {
+                drop_new_session(&gw);
+                let r = Refusal::new(
+                    500,
+                    -32603,
+                    "internal_error",
+                    "P1.1",
+                    "Internal error",
+                    "report this",
+                );
+                return respond::refuse(&gw, &ctx, r, parsed.id());
+            }
+        },
     };
     let idx = 0;
-    ctx.upstream = Some(gw.upstreams[idx].cfg.name.clone());
+    ctx.upstream = Some(gw.upstreams[idx].name.clone());
     if ctx.generation == Some(Generation::Stateless) && !gw.speaks_stateless(idx).await {
         return respond::refuse(
             &gw,
@@ -74,7 +90,7 @@ pub async fn dispatch(
     let request_id = msg.id().map(|i| i.get().to_owned());
     let is_init = msg.method() == Some("initialize");
     let answer = gw
-        .forward(idx, session.as_deref(), &headers, &msg, cleared)
+        .forward(idx, session.as_deref(), &headers, msg, cleared)
         .await;
     let (reply, upstream_sid) = match answer {
         Ok(x) => x,
@@ -159,7 +175,7 @@ pub fn record_negotiation(
     s: &SessionState,
     m: &Message<'_>,
     session_id: Option<&str>,
-    owner: &str,
+    owner: &crate::session::Owner,
 ) {
     #[derive(serde::Deserialize)]
     struct InitResult {

@@ -1,11 +1,13 @@
 //! Downstream sessions of the session-based generation (M4, P8.1–P8.3).
 //!
 //! Ids come from the OS CSPRNG (256 bits, base64url: visible ASCII), are never derived from user
-//! data, and are stored under their owner (`<owner>:<id>`): a lookup by anyone else finds nothing
-//! (404, indistinguishable from an unknown id). Sessions end when idle, at an absolute age, on
+//! data, and are bound to their [`Owner`]: a lookup by anyone else finds nothing (404,
+//! indistinguishable from an unknown id). Sessions end when idle, at an absolute age, on
 //! DELETE, or when an upstream ends them; owners are capped in how many they may hold.
 
 use std::collections::HashMap;
+use std::fmt;
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -21,14 +23,40 @@ pub fn new_session_id() -> Result<String, getrandom::Error> {
 }
 
 /// A short, non-reversible fingerprint of a session id for logs and audit (never the id itself).
-pub fn fingerprint(id: &str) -> String {
+pub fn fingerprint(id: &str) -> std::sync::Arc<str> {
     // FNV-1a over the id: enough to correlate events, useless to replay the session.
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in id.bytes() {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
-    format!("{h:016x}")
+    format!("{h:016x}").into()
+}
+
+/// Who a session belongs to: the authenticated subject, else the client's address (until the
+/// identity guard lands), or the local stdio client. Cheap to build on every request: no
+/// formatting.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Owner {
+    Subject(String),
+    Addr(IpAddr),
+    Local,
+}
+
+impl fmt::Display for Owner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Owner::Subject(s) => f.write_str(s),
+            Owner::Addr(a) => a.fmt(f),
+            Owner::Local => f.write_str("stdio"),
+        }
+    }
+}
+
+impl From<&str> for Owner {
+    fn from(s: &str) -> Self {
+        Owner::Subject(s.to_owned())
+    }
 }
 
 /// Why a session could not be used.
@@ -50,7 +78,7 @@ pub enum OpenError {
 #[derive(Debug)]
 pub struct SessionEntry {
     pub id: String,
-    pub owner: String,
+    pub owner: Owner,
     pub created: Instant,
     last_used_ms: AtomicU64,
 }
@@ -66,6 +94,7 @@ impl SessionEntry {
 pub struct Sessions<T> {
     cfg: SessionConfig,
     base: Instant,
+    /// Keyed by session id; the entry's owner must match for a lookup to find it.
     map: Mutex<HashMap<String, (SessionEntry, std::sync::Arc<T>)>>,
 }
 
@@ -78,14 +107,10 @@ impl<T> Sessions<T> {
         }
     }
 
-    fn key(owner: &str, id: &str) -> String {
-        format!("{owner}:{id}")
-    }
-
     /// Open a session for `owner`, attaching `state` built from the new id.
     pub fn open(
         &self,
-        owner: &str,
+        owner: &Owner,
         state: impl FnOnce(&str) -> T,
     ) -> Result<(String, std::sync::Arc<T>), OpenError> {
         let id = new_session_id().map_err(|_| OpenError::Rng)?;
@@ -94,42 +119,45 @@ impl<T> Sessions<T> {
         if map.len() >= self.cfg.max_total {
             return Err(OpenError::TotalCap);
         }
-        if map.values().filter(|(e, _)| e.owner == owner).count() >= self.cfg.max_per_client {
+        if map.values().filter(|(e, _)| e.owner == *owner).count() >= self.cfg.max_per_client {
             return Err(OpenError::OwnerCap);
         }
         let entry = SessionEntry {
             id: id.clone(),
-            owner: owner.to_owned(),
+            owner: owner.clone(),
             created: Instant::now(),
             last_used_ms: AtomicU64::new(0),
         };
         entry.touch(self.base);
         let state = std::sync::Arc::new(state(&id));
-        map.insert(Self::key(owner, &id), (entry, state.clone()));
+        map.insert(id.clone(), (entry, state.clone()));
         Ok((id, state))
     }
 
     /// The session `id` of `owner`, if it is open and not expired; marks it used.
-    pub fn get(&self, owner: &str, id: &str) -> Result<std::sync::Arc<T>, Lookup> {
+    pub fn get(&self, owner: &Owner, id: &str) -> Result<std::sync::Arc<T>, Lookup> {
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        let key = Self::key(owner, id);
-        let expired = match map.get(&key) {
-            None => return Err(Lookup::NotFound),
-            Some((e, _)) => self.is_expired(e),
-        };
-        if expired {
-            map.remove(&key);
-            return Err(Lookup::NotFound);
+        match map.get(id) {
+            Some((e, _)) if e.owner != *owner => Err(Lookup::NotFound),
+            None => Err(Lookup::NotFound),
+            Some((e, _)) if self.is_expired(e) => {
+                map.remove(id);
+                Err(Lookup::NotFound)
+            }
+            Some((e, s)) => {
+                e.touch(self.base);
+                Ok(s.clone())
+            }
         }
-        let (e, s) = map.get(&key).ok_or(Lookup::NotFound)?;
-        e.touch(self.base);
-        Ok(s.clone())
     }
 
-    /// End a session; returns its state so the transport can close upstream links.
-    pub fn remove(&self, owner: &str, id: &str) -> Option<std::sync::Arc<T>> {
+    /// End a session of `owner`; returns its state so the transport can close upstream links.
+    pub fn remove(&self, owner: &Owner, id: &str) -> Option<std::sync::Arc<T>> {
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        map.remove(&Self::key(owner, id)).map(|(_, s)| s)
+        match map.get(id) {
+            Some((e, _)) if e.owner == *owner => map.remove(id).map(|(_, s)| s),
+            _ => None,
+        }
     }
 
     /// Remove expired sessions; returns their states for cleanup.
@@ -190,35 +218,39 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(a.len(), 43);
         assert!(a.bytes().all(|c| (0x21..=0x7e).contains(&c)));
-        assert_ne!(fingerprint(&a), a);
+        assert_ne!(&*fingerprint(&a), a);
     }
 
     #[test]
     fn sessions_are_bound_to_their_owner() {
         let s: Sessions<()> = Sessions::new(cfg(60, 600, 4, 10));
-        let (id, _) = s.open("alice", |_| ()).unwrap();
-        assert!(s.get("alice", &id).is_ok());
-        assert_eq!(s.get("mallory", &id).err(), Some(Lookup::NotFound));
-        assert_eq!(s.get("alice", "forged").err(), Some(Lookup::NotFound));
-        assert!(s.remove("alice", &id).is_some());
-        assert_eq!(s.get("alice", &id).err(), Some(Lookup::NotFound));
+        let (alice, mallory) = (Owner::from("alice"), Owner::from("mallory"));
+        let (id, _) = s.open(&alice, |_| ()).unwrap();
+        assert!(s.get(&alice, &id).is_ok());
+        assert_eq!(s.get(&mallory, &id).err(), Some(Lookup::NotFound));
+        assert!(s.remove(&mallory, &id).is_none(), "no one else may end it");
+        assert_eq!(s.get(&alice, "forged").err(), Some(Lookup::NotFound));
+        assert!(s.remove(&alice, &id).is_some());
+        assert_eq!(s.get(&alice, &id).err(), Some(Lookup::NotFound));
     }
 
     #[test]
     fn caps_per_owner_and_in_total() {
         let s: Sessions<()> = Sessions::new(cfg(60, 600, 2, 3));
-        s.open("a", |_| ()).unwrap();
-        s.open("a", |_| ()).unwrap();
-        assert_eq!(s.open("a", |_| ()).err(), Some(OpenError::OwnerCap));
-        s.open("b", |_| ()).unwrap();
-        assert_eq!(s.open("c", |_| ()).err(), Some(OpenError::TotalCap));
+        let [a, b, c] = ["a", "b", "c"].map(Owner::from);
+        s.open(&a, |_| ()).unwrap();
+        s.open(&a, |_| ()).unwrap();
+        assert_eq!(s.open(&a, |_| ()).err(), Some(OpenError::OwnerCap));
+        s.open(&b, |_| ()).unwrap();
+        assert_eq!(s.open(&c, |_| ()).err(), Some(OpenError::TotalCap));
     }
 
     #[test]
     fn idle_sessions_expire() {
         let s: Sessions<()> = Sessions::new(cfg(0, 600, 2, 3));
-        let (id, _) = s.open("a", |_| ()).unwrap();
+        let a = Owner::from("a");
+        let (id, _) = s.open(&a, |_| ()).unwrap();
         std::thread::sleep(Duration::from_millis(5));
-        assert_eq!(s.get("a", &id).err(), Some(Lookup::NotFound));
+        assert_eq!(s.get(&a, &id).err(), Some(Lookup::NotFound));
     }
 }

@@ -134,8 +134,8 @@ pub(super) fn merge_list(
     for (idx, name, orig, obj) in &items {
         if counts.get(name.as_str()).copied().unwrap_or(0) > 1 {
             let mut ev = gw.event(ctx, "tool.name_collision", Decision::Deny);
-            ev.upstream = Some(gw.upstreams[*idx].cfg.name.clone());
-            ev.tool = Some(name.clone());
+            ev.upstream = Some(gw.upstreams[*idx].name.clone());
+            ev.tool = Some(name.as_str().into());
             ev.reason = Some("name_collision".into());
             ev.control = Some("P9.2");
             ev.hint = Some("two upstreams expose this name; both are withheld until one gets a distinct prefix".into());

@@ -264,7 +264,7 @@ pub async fn dispatch(
             id,
         );
     };
-    ctx.upstream = Some(gw.upstreams[idx].cfg.name.clone());
+    ctx.upstream = Some(gw.upstreams[idx].name.clone());
     if ctx.generation == Some(Generation::Stateless) && !gw.speaks_stateless(idx).await {
         let r = crate::router::generation_refusal(&gw.upstreams[idx].cfg.name);
         return respond::refuse(&gw, &ctx, r, id);
@@ -335,7 +335,7 @@ async fn fan_out(
             }
             Ok(_) | Err(_) => {
                 let mut ev = gw.event(ctx, "upstream.unavailable", Decision::Error);
-                ev.upstream = Some(gw.upstreams[idx].cfg.name.clone());
+                ev.upstream = Some(gw.upstreams[idx].name.clone());
                 ev.reason = Some("upstream_failed_fan_out".into());
                 gw.audit.emit(ev);
             }

@@ -3,7 +3,6 @@
 //! body limits, generation and session lookup — and hands each cleared message to the router.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,7 +23,7 @@ use super::respond;
 use crate::gateway::{Gateway, SessionState};
 use crate::guard::{Ctx, HttpFacts, Refusal};
 use crate::router;
-use crate::session::fingerprint;
+use crate::session::{Owner, fingerprint};
 
 /// Accept connections until `shutdown` resolves.
 pub async fn serve(
@@ -53,7 +52,7 @@ pub async fn serve(
                     "connection.refused",
                     warden_audit::Decision::Deny,
                 );
-                ev.client = Some(peer.to_string());
+                ev.client = Some(peer.to_string().into());
                 ev.reason = Some("too_many_connections".into());
                 ev.control = Some("P4.4");
                 ev
@@ -63,10 +62,13 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let gw = gw.clone();
+        // Audit events name the client; format its address once per connection.
+        let label: Arc<str> = peer.to_string().into();
         tokio::spawn(async move {
             let svc = service_fn(move |req| {
                 let gw = gw.clone();
-                async move { Ok::<_, Infallible>(handle(gw, peer, req).await) }
+                let ctx = Ctx::new(gw.next_request_id(), Some(peer), label.clone());
+                async move { Ok::<_, Infallible>(handle(gw, ctx, req).await) }
             });
             let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             builder
@@ -94,16 +96,15 @@ fn bad(
 }
 
 /// The owner a session is bound to: the authenticated subject, else the client address.
-pub fn owner_of(ctx: &Ctx) -> String {
-    ctx.subject.clone().unwrap_or_else(|| {
-        ctx.client
-            .map(|c| c.ip().to_string())
-            .unwrap_or_else(|| "stdio".into())
-    })
+pub fn owner_of(ctx: &Ctx) -> Owner {
+    match (&ctx.subject, ctx.client) {
+        (Some(s), _) => Owner::Subject(s.clone()),
+        (None, Some(c)) => Owner::Addr(c.ip()),
+        (None, None) => Owner::Local,
+    }
 }
 
-async fn handle(gw: Arc<Gateway>, peer: SocketAddr, req: Request<Incoming>) -> Response {
-    let mut ctx = Ctx::new(gw.next_request_id(), Some(peer));
+async fn handle(gw: Arc<Gateway>, mut ctx: Ctx, req: Request<Incoming>) -> Response {
     if req.uri().path() != gw.cfg.server.path {
         let r = Refusal::new(
             404,
@@ -313,13 +314,13 @@ async fn post(gw: Arc<Gateway>, mut ctx: Ctx, req: Request<Incoming>) -> Respons
             );
         }
     };
-    ctx.method = msg.method().map(str::to_owned);
+    ctx.method = msg.method().map(crate::metrics::method_name);
     if let Ok(p) = msg.params_view() {
         ctx.tool = p
             .name
             .as_deref()
             .or(p.uri.as_deref())
-            .map(|s| crate::gateway::truncate(s, 256));
+            .map(|s| crate::gateway::truncate_shared(s, 256));
     }
     ctx.headers = Some(headers.clone());
     let session_header = headers
@@ -380,14 +381,21 @@ async fn post(gw: Arc<Gateway>, mut ctx: Ctx, req: Request<Incoming>) -> Respons
         }
     } else if let Some(sid) = &session_header {
         ctx.generation = Some(Generation::Session);
-        ctx.session = Some(fingerprint(sid));
         match session_version(&headers) {
             Ok(v) => ctx.version = Some(v),
-            Err(r) => return respond::refuse(&gw, &ctx, r, msg.id()),
+            Err(r) => {
+                ctx.session = Some(fingerprint(sid));
+                return respond::refuse(&gw, &ctx, r, msg.id());
+            }
         }
         match gw.sessions.get(&owner_of(&ctx), sid) {
-            Ok(s) => session = Some(s),
+            Ok(s) => {
+                ctx.session = Some(s.fingerprint.clone());
+                session = Some(s);
+            }
             Err(_) => {
+                // The audit trail keeps the fingerprint of the id that was tried.
+                ctx.session = Some(fingerprint(sid));
                 let r = respond::session_not_found();
                 return respond::refuse(&gw, &ctx, r, msg.id());
             }
@@ -420,5 +428,5 @@ async fn post(gw: Arc<Gateway>, mut ctx: Ctx, req: Request<Incoming>) -> Respons
         return respond::refuse(&gw, &ctx, r, msg.id());
     }
 
-    router::dispatch(gw, ctx, headers, bytes, session, new_session_id).await
+    router::dispatch(gw, ctx, headers, &bytes, &msg, session, new_session_id).await
 }

@@ -86,7 +86,7 @@ pub async fn get_or_delete(gw: Arc<Gateway>, mut ctx: Ctx, req: Request<Incoming
         if gw.upstreams.len() > 1 {
             return crate::aggregate::get_stream(gw, ctx, req.headers().clone(), session).await;
         }
-        ctx.upstream = Some(gw.upstreams[0].cfg.name.clone());
+        ctx.upstream = Some(gw.upstreams[0].name.clone());
         let mut log = None;
         let reply = match &session.links[0] {
             Link::Stdio(child) => {

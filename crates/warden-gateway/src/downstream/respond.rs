@@ -2,7 +2,8 @@
 //! every one (P8.4: `X-Content-Type-Options`, `Cache-Control: no-store`, no CORS grant).
 
 use bytes::Bytes;
-use http::{HeaderValue, StatusCode};
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, X_CONTENT_TYPE_OPTIONS};
+use http::{HeaderName, HeaderValue, StatusCode};
 use serde_json::value::RawValue;
 
 use super::body::{Response, ResponseBody, empty, full};
@@ -11,16 +12,31 @@ use crate::guard::{Ctx, Refusal};
 
 /// A response with Warden's security headers.
 pub fn response(status: u16, content_type: Option<&str>, body: ResponseBody) -> Response {
+    let ct = match content_type {
+        Some("application/json") => Some(HeaderValue::from_static("application/json")),
+        Some(c) => HeaderValue::from_str(c).ok(),
+        None => None,
+    };
+    with_headers(status, ct, body)
+}
+
+/// [`response`] with the content type as a header value (relayed from an upstream).
+pub fn response_typed(
+    status: u16,
+    content_type: Option<HeaderValue>,
+    body: ResponseBody,
+) -> Response {
+    with_headers(status, content_type, body)
+}
+
+fn with_headers(status: u16, content_type: Option<HeaderValue>, body: ResponseBody) -> Response {
     let mut r = http::Response::new(body);
     *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
     let h = r.headers_mut();
-    h.insert(
-        "x-content-type-options",
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert("cache-control", HeaderValue::from_static("no-store"));
-    if let Some(ct) = content_type.and_then(|c| HeaderValue::from_str(c).ok()) {
-        h.insert("content-type", ct);
+    h.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Some(ct) = content_type {
+        h.insert(CONTENT_TYPE, ct);
     }
     r
 }
@@ -42,8 +58,14 @@ pub fn refusal(r: &Refusal, id: Option<&RawValue>) -> Response {
 }
 
 pub fn json(status: u16, body: Bytes) -> Response {
-    response(status, Some("application/json"), full(body))
+    with_headers(
+        status,
+        Some(HeaderValue::from_static("application/json")),
+        full(body),
+    )
 }
+
+static MCP_SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
 
 pub fn accepted() -> Response {
     response(202, None, empty())
@@ -59,7 +81,7 @@ pub fn sse(body: ResponseBody) -> Response {
 
 pub fn with_session(mut r: Response, session_id: &str) -> Response {
     if let Ok(v) = HeaderValue::from_str(session_id) {
-        r.headers_mut().insert("mcp-session-id", v);
+        r.headers_mut().insert(MCP_SESSION_ID.clone(), v);
     }
     r
 }

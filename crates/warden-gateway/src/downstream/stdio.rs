@@ -79,7 +79,7 @@ pub async fn wrap(gw: Arc<Gateway>, up: UpstreamConfig) -> i32 {
             if raw.is_empty() {
                 continue;
             }
-            let mut ctx = Ctx::new(gw_s.next_request_id(), None);
+            let mut ctx = gw_s.stdio_ctx();
             if let Some(out) = server_message(&gw_s, &mut ctx, raw).await
                 && to_client.send(out).await.is_err()
             {
@@ -107,7 +107,7 @@ pub async fn wrap(gw: Arc<Gateway>, up: UpstreamConfig) -> i32 {
                         "Message over the size limit",
                         "send a smaller message",
                     );
-                    let ctx = Ctx::new(gw_c.next_request_id(), None);
+                    let ctx = gw_c.stdio_ctx();
                     gw_c.audit_refusal(&ctx, &r, None);
                     let _ = out_tx
                         .send(Bytes::from(r.to_rpc_error().to_bytes(None)))
@@ -193,7 +193,7 @@ async fn stop(child: &mut tokio::process::Child, writer: tokio::task::JoinHandle
 
 /// Limits, envelope and guards for one client line; `Err(Some(reply))` answers a refused request.
 async fn client_message(gw: &Gateway, raw: Bytes) -> Result<Bytes, Option<Bytes>> {
-    let mut ctx = Ctx::new(gw.next_request_id(), None);
+    let mut ctx = gw.stdio_ctx();
     let refuse = |ctx: &Ctx, r: Refusal, id: Option<&serde_json::value::RawValue>, answer: bool| {
         gw.audit_refusal(ctx, &r, None);
         answer.then(|| Bytes::from(r.to_rpc_error().to_bytes(id)))
@@ -251,11 +251,13 @@ async fn client_message(gw: &Gateway, raw: Bytes) -> Result<Bytes, Option<Bytes>
             ));
         }
     };
-    ctx.method = msg.method().map(str::to_owned);
-    ctx.tool = msg
-        .params_view()
-        .ok()
-        .and_then(|p| p.name.as_deref().or(p.uri.as_deref()).map(str::to_owned));
+    ctx.method = msg.method().map(crate::metrics::method_name);
+    ctx.tool = msg.params_view().ok().and_then(|p| {
+        p.name
+            .as_deref()
+            .or(p.uri.as_deref())
+            .map(|s| crate::gateway::truncate_shared(s, 256))
+    });
     let stateless = msg
         .params_view()
         .ok()

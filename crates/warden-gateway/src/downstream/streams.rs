@@ -18,6 +18,7 @@ use super::event_log::EventLog;
 use super::respond;
 use crate::gateway::Gateway;
 use crate::guard::{Ctx, Refusal};
+use crate::pipeline::Walked;
 use crate::upstream::stdio::StdioUpstream;
 use crate::upstream::{Frame, Reply, UpstreamError};
 
@@ -109,7 +110,7 @@ impl Relay {
                 content_type,
                 body,
             } => {
-                if Message::parse(&body).is_err() {
+                let Ok(msg) = Message::parse(&body) else {
                     // Not a JSON-RPC message (an upstream's plain HTTP error): relay as-is.
                     self.finish(
                         if status < 400 {
@@ -120,13 +121,13 @@ impl Relay {
                         status,
                         None,
                     );
-                    return self.with_session(respond::response(
+                    return self.with_session(respond::response_typed(
                         status,
-                        content_type.as_deref(),
+                        content_type,
                         super::body::full(body),
                     ));
-                }
-                match self.server_message(body).await {
+                };
+                match self.server_parsed(&body, &msg).await {
                     Ok(out) => {
                         self.finish(Decision::Allow, status, None);
                         self.with_session(respond::json(status, out))
@@ -151,9 +152,11 @@ impl Relay {
                             )));
                         }
                     };
-                    if self.is_final(first.data.as_deref()) {
-                        let data = first.data.unwrap_or_default();
-                        return match self.server_message(data).await {
+                    let data = first.data.clone().unwrap_or_default();
+                    if let Ok(m) = Message::parse(&data)
+                        && self.is_final_msg(&m)
+                    {
+                        return match self.server_parsed(&data, &m).await {
                             Ok(out) => {
                                 let status = self.status_for(&out);
                                 self.finish(Decision::Allow, status, None);
@@ -208,25 +211,51 @@ impl Relay {
     }
 
     fn is_final(&self, data: Option<&[u8]>) -> bool {
-        let (Some(data), Some(want)) = (data, &self.request_id) else {
+        data.and_then(|d| Message::parse(d).ok())
+            .is_some_and(|m| self.is_final_msg(&m))
+    }
+
+    /// Is this the response (or error) to the client's request?
+    fn is_final_msg(&self, m: &Message<'_>) -> bool {
+        let Some(want) = &self.request_id else {
             return false;
         };
-        Message::parse(data).is_ok_and(|m| {
-            matches!(m.kind(), Kind::Response | Kind::Error)
-                && m.id().map(|i| i.get()) == Some(want.as_str())
-        })
+        matches!(m.kind(), Kind::Response | Kind::Error)
+            && m.id().map(|i| i.get()) == Some(want.as_str())
     }
 
     /// Run a server message through the guards (bottom-up); calls `on_final` for the final response.
     async fn server_message(&mut self, data: Bytes) -> Result<Bytes, Refusal> {
-        let out = self.gw.pipeline.server_message(data, &mut self.ctx).await?;
-        if self.on_final.is_some()
-            && self.is_final(Some(&out))
-            && let (Some(f), Ok(m)) = (self.on_final.take(), Message::parse(&out))
-        {
-            f(&m);
+        match Message::parse(&data) {
+            Ok(m) => self.server_parsed(&data, &m).await,
+            // Not JSON-RPC: the pipeline's own parse refuses it.
+            Err(_) => self.gw.pipeline.server_message(data, &mut self.ctx).await,
         }
-        Ok(out)
+    }
+
+    /// [`Self::server_message`] for a message already parsed from `raw`.
+    async fn server_parsed(&mut self, raw: &Bytes, msg: &Message<'_>) -> Result<Bytes, Refusal> {
+        match self.gw.pipeline.server_parsed(msg, &mut self.ctx).await? {
+            Walked::Unchanged => {
+                if self.on_final.is_some()
+                    && self.is_final_msg(msg)
+                    && let Some(f) = self.on_final.take()
+                {
+                    f(msg);
+                }
+                Ok(raw.clone())
+            }
+            Walked::Rewritten(out) => {
+                if self.on_final.is_some()
+                    && let Ok(m) = Message::parse(&out)
+                    && self.is_final_msg(&m)
+                    && let Some(f) = self.on_final.take()
+                {
+                    f(&m);
+                }
+                Ok(out)
+            }
+        }
     }
 
     async fn cancel_upstream(&self) {

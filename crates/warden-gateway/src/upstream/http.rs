@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Method, Request, Uri};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::{Client, connect::HttpConnector};
 use hyper_util::rt::TokioExecutor;
@@ -27,6 +27,14 @@ pub const FORWARDED: [&str; 6] = [
     "mcp-name",
     "last-event-id",
 ];
+
+static MCP_SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
+
+/// Is this client header one that goes upstream ([`FORWARDED`] or `Mcp-Param-*`)?
+fn is_forwarded(name: &HeaderName) -> bool {
+    let n = name.as_str();
+    FORWARDED.contains(&n) || n.starts_with("mcp-param-")
+}
 
 /// One remote upstream and its connection pool.
 #[derive(Clone)]
@@ -66,7 +74,8 @@ impl HttpUpstream {
         })
     }
 
-    /// Send one request to the upstream endpoint.
+    /// Send one request to the upstream endpoint. One deadline covers the whole exchange for a
+    /// JSON answer (head and body); an SSE answer's deadline ends with its head.
     pub async fn send(
         &self,
         method: Method,
@@ -74,17 +83,13 @@ impl HttpUpstream {
         session: Option<&str>,
         body: Bytes,
     ) -> Result<HttpAnswer, UpstreamError> {
-        let mut req = Request::builder().method(method).uri(self.uri.clone());
-        let headers = req
-            .headers_mut()
-            .ok_or_else(|| UpstreamError::Invalid("request builder".into()))?;
-        for name in FORWARDED {
-            for v in client_headers.get_all(name) {
-                headers.append(name, v.clone());
-            }
-        }
+        let mut req = Request::new(Full::new(body));
+        *req.method_mut() = method;
+        *req.uri_mut() = self.uri.clone();
+        let headers = req.headers_mut();
+        // One pass over the client's headers: the MCP ones go on, nothing else does (P7.1).
         for (name, v) in client_headers {
-            if name.as_str().starts_with("mcp-param-") {
+            if is_forwarded(name) {
                 headers.append(name.clone(), v.clone());
             }
         }
@@ -92,54 +97,54 @@ impl HttpUpstream {
             let v = HeaderValue::from_str(s).map_err(|_| {
                 UpstreamError::Invalid("upstream session id is not a header value".into())
             })?;
-            headers.insert("mcp-session-id", v);
+            headers.insert(MCP_SESSION_ID.clone(), v);
         }
-        let req = req
-            .body(Full::new(body))
-            .map_err(|e| UpstreamError::Invalid(e.to_string()))?;
-        let resp = tokio::time::timeout(self.timeout, self.client.request(req))
-            .await
-            .map_err(|_| UpstreamError::Timeout(self.timeout.as_millis() as u64))?
-            .map_err(|e| UpstreamError::Unreachable(e.to_string()))?;
-        let status = resp.status().as_u16();
-        let session_id = resp
-            .headers()
-            .get("mcp-session-id")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let content_type = resp
-            .headers()
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let is_sse = content_type
-            .as_deref()
-            .is_some_and(|c| c.starts_with("text/event-stream"));
-        let body = resp.into_body();
-        let reply = if is_sse {
-            Reply::Stream {
-                frames: self.stream(body),
-                sse: true,
-            }
-        } else if status == 202 {
-            Reply::Accepted
-        } else {
-            let collected =
-                tokio::time::timeout(self.timeout, Limited::new(body, self.max_message).collect())
+        let timeout = || UpstreamError::Timeout(self.timeout.as_millis() as u64);
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let mut exchange = std::pin::pin!(async {
+            let resp = self
+                .client
+                .request(req)
+                .await
+                .map_err(|e| UpstreamError::Unreachable(e.to_string()))?;
+            let status = resp.status().as_u16();
+            let session_id = resp
+                .headers()
+                .get(&MCP_SESSION_ID)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let content_type = resp.headers().get(http::header::CONTENT_TYPE).cloned();
+            let is_sse = content_type
+                .as_ref()
+                .is_some_and(|c| c.as_bytes().starts_with(b"text/event-stream"));
+            let body = resp.into_body();
+            let reply = if is_sse {
+                Reply::Stream {
+                    frames: self.stream(body),
+                    sse: true,
+                }
+            } else if status == 202 {
+                Reply::Accepted
+            } else {
+                let collected = Limited::new(body, self.max_message)
+                    .collect()
                     .await
-                    .map_err(|_| UpstreamError::Timeout(self.timeout.as_millis() as u64))?
                     .map_err(|e| UpstreamError::Invalid(e.to_string()))?;
-            Reply::Body {
+                Reply::Body {
+                    status,
+                    content_type,
+                    body: collected.to_bytes(),
+                }
+            };
+            Ok(HttpAnswer {
+                reply,
+                session_id,
                 status,
-                content_type,
-                body: collected.to_bytes(),
-            }
-        };
-        Ok(HttpAnswer {
-            reply,
-            session_id,
-            status,
-        })
+            })
+        });
+        tokio::time::timeout_at(deadline, &mut exchange)
+            .await
+            .map_err(|_| timeout())?
     }
 
     /// Read an SSE body into frames on a task; dropping the receiver closes the upstream stream.

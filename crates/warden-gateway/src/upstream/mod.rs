@@ -63,7 +63,7 @@ pub enum Reply {
     /// One body with its HTTP status and content type, relayed as-is.
     Body {
         status: u16,
-        content_type: Option<String>,
+        content_type: Option<::http::HeaderValue>,
         body: Bytes,
     },
     /// A stream of frames (SSE from HTTP upstreams, messages from stdio ones).
