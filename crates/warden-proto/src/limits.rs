@@ -56,22 +56,28 @@ impl Limits {
 }
 
 /// Deepest nesting of `[`/`{` outside strings, or `None` as soon as it exceeds `limit`.
+///
+/// Inside a string only `"` and `\` matter, so the scan jumps between them with `memchr`
+/// (message bodies are mostly string content).
 pub fn max_depth(bytes: &[u8], limit: usize) -> Option<usize> {
     let (mut depth, mut deepest) = (0usize, 0usize);
-    let (mut in_string, mut escaped) = (false, false);
-    for &b in bytes {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_string = false;
-            }
-            continue;
-        }
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        i += 1;
         match b {
-            b'"' => in_string = true,
+            b'"' => loop {
+                // The string's end: the next `"` not taken by a `\` escape.
+                let Some(off) = bytes.get(i..).and_then(|rest| memchr::memchr2(b'"', b'\\', rest))
+                else {
+                    return Some(deepest); // unterminated: nothing after it nests
+                };
+                let at = i + off;
+                if bytes[at] == b'"' {
+                    i = at + 1;
+                    break;
+                }
+                i = at + 2; // skip the escaped byte
+            },
             b'[' | b'{' => {
                 depth += 1;
                 if depth > limit {
@@ -108,5 +114,50 @@ mod tests {
     #[test]
     fn brackets_inside_strings_do_not_count() {
         assert_eq!(max_depth(br#"{"a":"[[[[\"{{{{"}"#, 2), Some(1));
+        assert_eq!(max_depth(br#"["\\",[["x"]]]"#, 8), Some(3));
+        assert_eq!(max_depth(br#"["\\\"[[[[[[",[1]]"#, 8), Some(2));
+        assert_eq!(max_depth(br#"{"a":"unterminated \"#, 8), Some(1));
+    }
+
+    /// The byte-at-a-time scan the fast one must agree with.
+    fn reference_depth(bytes: &[u8], limit: usize) -> Option<usize> {
+        let (mut depth, mut deepest) = (0usize, 0usize);
+        let (mut in_string, mut escaped) = (false, false);
+        for &b in bytes {
+            if in_string {
+                if escaped {
+                    escaped = false;
+                } else if b == b'\\' {
+                    escaped = true;
+                } else if b == b'"' {
+                    in_string = false;
+                }
+                continue;
+            }
+            match b {
+                b'"' => in_string = true,
+                b'[' | b'{' => {
+                    depth += 1;
+                    if depth > limit {
+                        return None;
+                    }
+                    deepest = deepest.max(depth);
+                }
+                b']' | b'}' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+        Some(deepest)
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn agrees_with_the_reference_scan(
+            bytes in proptest::collection::vec(
+                proptest::sample::select(&b"[]{}\"\\ax"[..]), 0..64),
+            limit in 0usize..6,
+        ) {
+            proptest::prop_assert_eq!(max_depth(&bytes, limit), reference_depth(&bytes, limit));
+        }
     }
 }

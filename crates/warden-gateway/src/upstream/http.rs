@@ -9,13 +9,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri};
+use std::sync::Arc;
+
 use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::client::legacy::{Client, connect::HttpConnector};
-use hyper_util::rt::TokioExecutor;
 use tokio::sync::mpsc;
 use warden_config::UpstreamConfig;
 use warden_proto::sse::SseDecoder;
 
+use super::pool::{Lease, Pool, PoolConfig};
 use super::{Frame, Reply, UpstreamError};
 
 /// Client request headers copied upstream; everything else (Authorization, Cookie, Origin…) stays.
@@ -39,8 +40,7 @@ fn is_forwarded(name: &HeaderName) -> bool {
 /// One remote upstream and its connection pool.
 #[derive(Clone)]
 pub struct HttpUpstream {
-    uri: Uri,
-    client: Client<HttpConnector, Full<Bytes>>,
+    pool: Arc<Pool>,
     timeout: Duration,
     max_message: usize,
 }
@@ -58,17 +58,17 @@ impl HttpUpstream {
         let uri: Uri = url
             .parse()
             .map_err(|e| UpstreamError::Unreachable(format!("bad url {url}: {e}")))?;
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(10)));
-        let client = Client::builder(TokioExecutor::new())
-            .http2_only(cfg.http2)
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(256)
-            .build(connector);
+        let pool = Pool::new(
+            &uri,
+            PoolConfig {
+                http2: cfg.http2,
+                max_idle: 256,
+                idle_timeout: Duration::from_secs(60),
+                connect_timeout: Duration::from_secs(10),
+            },
+        )?;
         Ok(Self {
-            uri,
-            client,
+            pool,
             timeout: Duration::from_millis(cfg.timeout_ms),
             max_message,
         })
@@ -85,7 +85,6 @@ impl HttpUpstream {
     ) -> Result<HttpAnswer, UpstreamError> {
         let mut req = Request::new(Full::new(body));
         *req.method_mut() = method;
-        *req.uri_mut() = self.uri.clone();
         let headers = req.headers_mut();
         // One pass over the client's headers: the MCP ones go on, nothing else does (P7.1).
         for (name, v) in client_headers {
@@ -102,11 +101,7 @@ impl HttpUpstream {
         let timeout = || UpstreamError::Timeout(self.timeout.as_millis() as u64);
         let deadline = tokio::time::Instant::now() + self.timeout;
         let mut exchange = std::pin::pin!(async {
-            let resp = self
-                .client
-                .request(req)
-                .await
-                .map_err(|e| UpstreamError::Unreachable(e.to_string()))?;
+            let (resp, lease) = self.pool.send(req).await?;
             let status = resp.status().as_u16();
             let session_id = resp
                 .headers()
@@ -118,22 +113,28 @@ impl HttpUpstream {
                 .as_ref()
                 .is_some_and(|c| c.as_bytes().starts_with(b"text/event-stream"));
             let body = resp.into_body();
-            let reply = if is_sse {
-                Reply::Stream {
-                    frames: self.stream(body),
-                    sse: true,
-                }
-            } else if status == 202 {
+            if is_sse {
+                let frames = self.stream(body, lease);
+                return Ok(HttpAnswer {
+                    reply: Reply::Stream { frames, sse: true },
+                    session_id,
+                    status,
+                });
+            }
+            // Read whole (a 202's empty body too) so the connection can be reused.
+            let body = Limited::new(body, self.max_message)
+                .collect()
+                .await
+                .map_err(|e| UpstreamError::Invalid(e.to_string()))?
+                .to_bytes();
+            lease.release();
+            let reply = if status == 202 {
                 Reply::Accepted
             } else {
-                let collected = Limited::new(body, self.max_message)
-                    .collect()
-                    .await
-                    .map_err(|e| UpstreamError::Invalid(e.to_string()))?;
                 Reply::Body {
                     status,
                     content_type,
-                    body: collected.to_bytes(),
+                    body,
                 }
             };
             Ok(HttpAnswer {
@@ -148,9 +149,11 @@ impl HttpUpstream {
     }
 
     /// Read an SSE body into frames on a task; dropping the receiver closes the upstream stream.
+    /// The connection goes back to the pool when the stream ended cleanly.
     fn stream(
         &self,
         mut body: hyper::body::Incoming,
+        lease: Lease,
     ) -> mpsc::Receiver<Result<Frame, UpstreamError>> {
         let (tx, rx) = mpsc::channel(64);
         let max = self.max_message;
@@ -162,7 +165,10 @@ impl HttpUpstream {
                     f = body.frame() => f,
                     _ = tx.closed() => return,
                 };
-                let Some(frame) = frame else { return };
+                let Some(frame) = frame else {
+                    lease.release();
+                    return;
+                };
                 let chunk = match frame {
                     Ok(f) => match f.into_data() {
                         Ok(d) => d,

@@ -2,6 +2,7 @@
 //! Both hand back what the server said as [`Reply`]: one JSON body, or a stream of [`Frame`]s.
 
 pub mod http;
+pub mod pool;
 pub mod stdio;
 
 use bytes::Bytes;
