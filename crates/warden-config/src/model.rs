@@ -46,6 +46,10 @@ pub struct ServerConfig {
     pub body_timeout_ms: u64,
     /// Concurrent downstream connections.
     pub max_connections: usize,
+    /// Async worker threads. `None`: one per CPU (or `TOKIO_WORKER_THREADS`). On a small host
+    /// shared with the MCP servers, fewer threads cost less CPU per request (fewer cross-thread
+    /// wake-ups); see `bench/README.md`.
+    pub worker_threads: Option<usize>,
 }
 
 impl Default for ServerConfig {
@@ -58,6 +62,7 @@ impl Default for ServerConfig {
             header_timeout_ms: 10_000,
             body_timeout_ms: 30_000,
             max_connections: 1024,
+            worker_threads: None,
         }
     }
 }

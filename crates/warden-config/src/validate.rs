@@ -43,6 +43,14 @@ pub(crate) fn validate(cfg: &Config, text: &str) -> Vec<Diagnostic> {
             ));
         }
     }
+    if matches!(cfg.server.worker_threads, Some(n) if n == 0 || n > 1024) {
+        out.push(at(
+            text,
+            server_at("worker_threads"),
+            "server.worker_threads must be between 1 and 1024",
+            "leave it out for one thread per CPU",
+        ));
+    }
     if cfg.limits.max_body_bytes == 0 || cfg.limits.max_json_depth == 0 {
         out.push(at(
             text,
@@ -114,8 +122,11 @@ pub(crate) fn validate(cfg: &Config, text: &str) -> Vec<Diagnostic> {
                 format!("upstream '{}' must have exactly one of url or command", u.name),
                 "set url = \"http://…/mcp\" for a remote server or command = [\"prog\", \"arg\"] for a stdio server",
             )),
-            (Some(url), None) if !(url.starts_with("http://") || url.starts_with("https://")) => {
-                out.push(at(text, here("url"), format!("upstream url '{url}' is not http:// or https://"), "write the full endpoint URL, e.g. http://127.0.0.1:3001/mcp"));
+            (Some(url), None) if url.starts_with("https://") => {
+                out.push(at(text, here("url"), format!("upstream url '{url}': https upstreams are not supported yet"), "reach the server over http:// on a trusted network, or through a local TLS-terminating proxy"));
+            }
+            (Some(url), None) if !url.starts_with("http://") => {
+                out.push(at(text, here("url"), format!("upstream url '{url}' is not http://"), "write the full endpoint URL, e.g. http://127.0.0.1:3001/mcp"));
             }
             (None, Some(cmd)) if cmd.is_empty() || cmd[0].is_empty() => {
                 out.push(at(text, here("command"), "upstream command is empty", "give the program and its arguments, e.g. [\"npx\", \"server\"]"));
@@ -175,6 +186,21 @@ mod tests {
         assert!(r.contains("w.toml:8:") && r.contains("used twice"), "{r}");
         assert!(r.contains("w.toml:9:") && r.contains("ftp://x"), "{r}");
         assert!(r.contains("w.toml:12:"), "{r}");
+    }
+
+    #[test]
+    fn refuses_what_the_runtime_cannot_do() {
+        let text =
+            "[server]\nworker_threads = 0\n\n[[upstream]]\nname = \"a\"\nurl = \"https://x/mcp\"\n";
+        let r = load_str(text).unwrap_err().render("w.toml");
+        assert!(
+            r.contains("w.toml:2:") && r.contains("worker_threads"),
+            "{r}"
+        );
+        assert!(r.contains("w.toml:6:") && r.contains("https"), "{r}");
+        let ok =
+            "[server]\nworker_threads = 1\n\n[[upstream]]\nname = \"a\"\nurl = \"http://x/mcp\"\n";
+        assert_eq!(load_str(ok).unwrap().server.worker_threads, Some(1));
     }
 
     #[test]

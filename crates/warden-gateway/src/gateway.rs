@@ -194,10 +194,13 @@ impl Gateway {
                 };
                 // The handshake is remembered once sent, to be replayed to a restarted child.
                 let sent = if msg.kind() == Kind::Request {
-                    let sent = child
-                        .request(msg, progress_token_of(msg))
-                        .await
-                        .map(|frames| Reply::Stream { frames, sse: false });
+                    let sent = child.request(msg, progress_token_of(msg)).await.map(
+                        |(frames, wire_id)| Reply::Stream {
+                            frames,
+                            sse: false,
+                            wire_id: Some(wire_id),
+                        },
+                    );
                     if sent.is_ok() && msg.method() == Some("initialize") {
                         child.remember_init(Some(cleared.0.clone()), None);
                     }

@@ -67,7 +67,9 @@ pub fn max_depth(bytes: &[u8], limit: usize) -> Option<usize> {
         match b {
             b'"' => loop {
                 // The string's end: the next `"` not taken by a `\` escape.
-                let Some(off) = bytes.get(i..).and_then(|rest| memchr::memchr2(b'"', b'\\', rest))
+                let Some(off) = bytes
+                    .get(i..)
+                    .and_then(|rest| memchr::memchr2(b'"', b'\\', rest))
                 else {
                     return Some(deepest); // unterminated: nothing after it nests
                 };

@@ -118,3 +118,78 @@ fn a_stdio_server_gets_a_clean_environment() {
         "nothing else leaks: {names:?}"
     );
 }
+
+/// A 2026-07-28 client abandons a streaming call on the shared stdio child (the one stateless
+/// requests use, where Warden renumbers ids so two clients' `1`s cannot collide): the child is
+/// told to cancel the request by the id it saw, not by the client's.
+#[test]
+fn an_abandoned_call_on_the_shared_child_is_cancelled_by_the_id_the_child_saw() {
+    use std::io::{Read, Write};
+    use std::time::{Duration, Instant};
+
+    let log = temp_dir("tiny-cancel").join("seen.jsonl");
+    let table = upstream_stdio("tiny", &tiny(&["--tools", "slow", "--stateless"]), None);
+    let w = Warden::start(&with_env(
+        &table,
+        &format!(
+            "env = {{ TINY_LOG = {} }}",
+            toml_str(&log.display().to_string())
+        ),
+    ));
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"slow","arguments":{},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{},"progressToken":"p1"}}}"#;
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", w.port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    write!(
+        stream,
+        "POST /mcp HTTP/1.1\r\nhost: 127.0.0.1:{}\r\ncontent-type: application/json\r\naccept: application/json, text/event-stream\r\nmcp-protocol-version: 2026-07-28\r\nmcp-method: tools/call\r\nmcp-name: slow\r\ncontent-length: {}\r\n\r\n{body}",
+        w.port,
+        body.len()
+    )
+    .unwrap();
+    // Read until the progress notification arrives, then walk away.
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains("notifications/progress") {
+        let n = stream.read(&mut buf).unwrap();
+        assert!(
+            n > 0,
+            "stream ended early: {}",
+            String::from_utf8_lossy(&seen)
+        );
+        seen.extend_from_slice(&buf[..n]);
+    }
+    drop(stream);
+
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let (call, cancel) = loop {
+        let lines: Vec<serde_json::Value> = std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let call = lines.iter().find(|m| m["method"] == "tools/call").cloned();
+        let cancel = lines
+            .iter()
+            .find(|m| m["method"] == "notifications/cancelled")
+            .cloned();
+        if let (Some(call), Some(cancel)) = (&call, &cancel) {
+            break (call.clone(), cancel.clone());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no notifications/cancelled reached the child: {lines:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_ne!(
+        call["id"],
+        json!(1),
+        "the shared child sees Warden's ids: {call}"
+    );
+    assert_eq!(
+        cancel["params"]["requestId"], call["id"],
+        "the cancellation names the request as the child knows it: {cancel}"
+    );
+}

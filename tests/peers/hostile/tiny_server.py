@@ -3,6 +3,7 @@
 no dependencies). It is deliberately small and sometimes hostile.
 
     tiny_server.py --tools echo,add [--name NAME] [--crash-on TOOL] [--stderr-hello] [--exit-after-init]
+                   [--stateless]
 
 - `initialize` → a 2025-11-25 result with serverInfo NAME; `tools/list` → the named tools;
   `tools/call` → text "<NAME>:<tool>:<arguments as JSON>" (tool `env`: the sorted names of the
@@ -10,6 +11,9 @@ no dependencies). It is deliberately small and sometimes hostile.
 - `--crash-on TOOL`: calling TOOL makes the process exit(3) without answering.
 - `--stderr-hello`: writes "tiny-server stderr hello" to stderr at start (stderr passthrough tests).
 - `--exit-after-init`: exits right after answering initialize (restart tests).
+- `--stateless`: also answers 2026-07-28 `server/discover`.
+- tool `slow`: sends one `notifications/progress` for the request's progressToken and never
+  answers (cancellation tests: the `notifications/cancelled` it then receives is in $TINY_LOG).
 It records every line it receives in $TINY_LOG (one JSON line each) when that variable is set.
 """
 import json
@@ -38,7 +42,9 @@ def main() -> None:
         if mid is None:
             continue
         params = msg.get("params") or {}
-        if method == "initialize":
+        if method == "server/discover" and "--stateless" in args:
+            result = {"supportedVersions": ["2026-07-28"], "capabilities": {"tools": {}}, "serverInfo": {"name": name, "version": "1"}}
+        elif method == "initialize":
             result = {"protocolVersion": "2025-11-25", "capabilities": {"tools": {}}, "serverInfo": {"name": name, "version": "1"}}
         elif method == "tools/list":
             result = {"tools": [{"name": t, "description": f"{t} from {name}", "inputSchema": {"type": "object"}} for t in tools]}
@@ -49,6 +55,11 @@ def main() -> None:
             if tool not in tools:
                 reply = {"jsonrpc": "2.0", "id": mid, "error": {"code": -32602, "message": f"unknown tool {tool}"}}
                 print(json.dumps(reply), flush=True)
+                continue
+            if tool == "slow":
+                token = (params.get("_meta") or {}).get("progressToken")
+                note = {"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progressToken": token, "progress": 1}}
+                print(json.dumps(note), flush=True)
                 continue
             if tool == "env":
                 text = json.dumps(sorted(os.environ))

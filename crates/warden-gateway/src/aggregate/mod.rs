@@ -382,10 +382,18 @@ async fn relay_tagged(
     reply: Reply,
 ) -> Response {
     let reply = match reply {
-        Reply::Stream { frames, sse } => {
+        Reply::Stream {
+            frames,
+            sse,
+            wire_id,
+        } => {
             let (tx, rx) = mpsc::channel(64);
             tagged(idx, frames, tx);
-            Reply::Stream { frames: rx, sse }
+            Reply::Stream {
+                frames: rx,
+                sse,
+                wire_id,
+            }
         }
         other => other,
     };
@@ -493,6 +501,7 @@ async fn listen(
         .respond(Reply::Stream {
             frames: rx,
             sse: true,
+            wire_id: None,
         })
         .await
 }
@@ -544,6 +553,7 @@ pub async fn get_stream(
         .respond(Reply::Stream {
             frames: rx,
             sse: true,
+            wire_id: None,
         })
         .await
 }

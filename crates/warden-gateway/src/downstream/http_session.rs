@@ -108,6 +108,7 @@ pub async fn get_or_delete(gw: Arc<Gateway>, mut ctx: Ctx, req: Request<Incoming
                 Ok(Reply::Stream {
                     frames: child.open_server_stream(),
                     sse: false,
+                    wire_id: None,
                 })
             }
             Link::Http { standalone, .. }
@@ -116,7 +117,11 @@ pub async fn get_or_delete(gw: Arc<Gateway>, mut ctx: Ctx, req: Request<Incoming
             {
                 let frames = standalone.lock().ok().and_then(|mut s| s.take());
                 match frames {
-                    Some(frames) => Ok(Reply::Stream { frames, sse: true }),
+                    Some(frames) => Ok(Reply::Stream {
+                        frames,
+                        sse: true,
+                        wire_id: None,
+                    }),
                     None => Ok(Reply::Accepted),
                 }
             }

@@ -34,6 +34,8 @@ pub struct Relay {
     pub on_final: Option<OnFinal>,
     /// The stdio child to tell when the client abandons the request.
     pub cancel: Option<Arc<StdioUpstream>>,
+    /// The id that child saw for the request (from the reply; Warden's own on a shared child).
+    pub wire_id: Option<String>,
     /// `Mcp-Session-Id` to put on the response (initialize).
     pub session_header: Option<String>,
     pub timeout: Duration,
@@ -71,6 +73,7 @@ impl Relay {
             request_id: None,
             on_final: None,
             cancel: None,
+            wire_id: None,
             session_header: None,
             log: None,
         }
@@ -135,7 +138,12 @@ impl Relay {
                     Err(r) => self.refused(&r),
                 }
             }
-            Reply::Stream { mut frames, sse } => {
+            Reply::Stream {
+                mut frames,
+                sse,
+                wire_id,
+            } => {
+                self.wire_id = wire_id;
                 if let (false, Some(log)) = (sse, self.log.clone()) {
                     return self.logged(log, frames);
                 }
@@ -259,7 +267,7 @@ impl Relay {
     }
 
     async fn cancel_upstream(&self) {
-        if let (Some(child), Some(id)) = (&self.cancel, &self.request_id) {
+        if let (Some(child), Some(id)) = (&self.cancel, &self.wire_id) {
             child.cancel(id).await;
         }
     }
@@ -280,9 +288,20 @@ impl Relay {
             loop {
                 let item = match pending.take() {
                     Some(f) => Ok(f),
-                    None => match frames.recv().await {
-                        Some(i) => i,
-                        None => break,
+                    // A client that goes away while the server is quiet is noticed at once,
+                    // not at the server's next message.
+                    None => tokio::select! {
+                        i = frames.recv() => match i {
+                            Some(i) => i,
+                            None => break,
+                        },
+                        _ = tx.closed() => {
+                            if !final_seen {
+                                me.cancel_upstream().await;
+                            }
+                            clean = false;
+                            break;
+                        }
                     },
                 };
                 let frame = match item {

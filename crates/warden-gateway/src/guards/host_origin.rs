@@ -30,19 +30,25 @@ impl HostOrigin {
         }
     }
 
+    /// Case-insensitive, without allocating (this runs on every request).
     fn host_allowed(&self, host_port: &str) -> bool {
-        let hp = host_port.to_ascii_lowercase();
-        let host = strip_port(&hp);
-        self.hosts.iter().any(|h| *h == hp || *h == host)
+        let host = strip_port(host_port);
+        self.hosts
+            .iter()
+            .any(|h| h.eq_ignore_ascii_case(host_port) || h.eq_ignore_ascii_case(host))
     }
 
     fn origin_allowed(&self, origin: &str) -> bool {
-        let o = origin.to_ascii_lowercase();
-        if self.origins.contains(&o) {
+        if self.origins.iter().any(|o| o.eq_ignore_ascii_case(origin)) {
             return true;
         }
-        match o.split_once("://") {
-            Some(("http" | "https", rest)) if !rest.contains('/') && !rest.is_empty() => {
+        match origin.split_once("://") {
+            Some((scheme, rest))
+                if (scheme.eq_ignore_ascii_case("http")
+                    || scheme.eq_ignore_ascii_case("https"))
+                    && !rest.contains('/')
+                    && !rest.is_empty() =>
+            {
                 self.host_allowed(rest)
             }
             _ => false,

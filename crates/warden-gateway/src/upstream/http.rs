@@ -116,7 +116,11 @@ impl HttpUpstream {
             if is_sse {
                 let frames = self.stream(body, lease);
                 return Ok(HttpAnswer {
-                    reply: Reply::Stream { frames, sse: true },
+                    reply: Reply::Stream {
+                        frames,
+                        sse: true,
+                        wire_id: None,
+                    },
                     session_id,
                     status,
                 });

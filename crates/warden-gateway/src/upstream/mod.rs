@@ -71,5 +71,8 @@ pub enum Reply {
     Stream {
         frames: mpsc::Receiver<Result<Frame, UpstreamError>>,
         sse: bool,
+        /// The id a stdio child saw for the request (Warden's own on a shared child), to cancel
+        /// it by when the client goes away.
+        wire_id: Option<String>,
     },
 }

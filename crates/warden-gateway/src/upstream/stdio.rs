@@ -103,12 +103,13 @@ impl StdioUpstream {
         rx
     }
 
-    /// Send a request; its response and related messages arrive on the returned stream.
+    /// Send a request; its response and related messages arrive on the returned stream. The
+    /// string is the id the child saw (Warden's own when ids are remapped): [`Self::cancel`] takes it.
     pub async fn request(
         &self,
         msg: &Message<'_>,
         progress_token: Option<String>,
-    ) -> Result<mpsc::Receiver<Result<Frame, UpstreamError>>, UpstreamError> {
+    ) -> Result<(mpsc::Receiver<Result<Frame, UpstreamError>>, String), UpstreamError> {
         let run = self.ensure_running().await?;
         let client_id = msg.id().map(|i| i.get().to_owned()).unwrap_or_default();
         let (key, line, client_id) = if self.remap_ids {
@@ -143,11 +144,13 @@ impl StdioUpstream {
                 .remove(&key);
             return Err(e);
         }
-        Ok(rx)
+        Ok((rx, key))
     }
 
-    /// Tell the child a request was abandoned by its client (it closed the stream).
-    pub async fn cancel(&self, request_id_raw: &str) {
+    /// Tell the child a request was abandoned by its client (it closed the stream). `wire_id`
+    /// is the id [`Self::request`] returned: on a shared child two clients may both use `1`.
+    pub async fn cancel(&self, wire_id: &str) {
+        let request_id_raw = wire_id;
         let guard = self.running.lock().await;
         if let Some(run) = guard.as_ref() {
             let removed = run
