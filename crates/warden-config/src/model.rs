@@ -46,9 +46,8 @@ pub struct ServerConfig {
     pub body_timeout_ms: u64,
     /// Concurrent downstream connections.
     pub max_connections: usize,
-    /// Async worker threads. `None`: one per CPU (or `TOKIO_WORKER_THREADS`). On a small host
-    /// shared with the MCP servers, fewer threads cost less CPU per request (fewer cross-thread
-    /// wake-ups); see `bench/README.md`.
+    /// Connection worker threads (`warden serve`: each runs its own single-threaded runtime and
+    /// serves whole connections; `warden wrap`: the runtime's threads). `None`: one per CPU.
     pub worker_threads: Option<usize>,
 }
 

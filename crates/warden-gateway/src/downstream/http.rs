@@ -20,19 +20,29 @@ use warden_proto::{Generation, Kind, Message, ProtocolVersion, envelope};
 
 use super::body::Response;
 use super::respond;
+use super::workers::{self, Accepted, Workers};
 use crate::gateway::{Gateway, SessionState};
 use crate::guard::{Ctx, HttpFacts, Refusal};
 use crate::router;
 use crate::session::{Owner, fingerprint};
 
-/// Accept connections until `shutdown` resolves.
+/// Accept connections until `shutdown` resolves; each is served on a connection worker (see
+/// [`super::workers`]).
 pub async fn serve(
     gw: Arc<Gateway>,
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let permits = Arc::new(Semaphore::new(gw.cfg.server.max_connections));
-    let header_timeout = Duration::from_millis(gw.cfg.server.header_timeout_ms);
+    let n = workers::count(gw.cfg.server.worker_threads);
+    let served = gw.clone();
+    let workers = match Workers::start(n, move |c| serve_connection(served.clone(), c)) {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start connection workers");
+            return;
+        }
+    };
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -61,28 +71,52 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let gw = gw.clone();
-        // Audit events name the client; format its address once per connection.
-        let label: Arc<str> = peer.to_string().into();
-        tokio::spawn(async move {
-            let svc = service_fn(move |req| {
-                let gw = gw.clone();
-                let ctx = Ctx::new(gw.next_request_id(), Some(peer), label.clone());
-                async move { Ok::<_, Infallible>(handle(gw, ctx, req).await) }
-            });
-            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            builder
-                .http1()
-                .timer(TokioTimer::new())
-                .header_read_timeout(header_timeout);
-            builder
-                .http2()
-                .timer(TokioTimer::new())
-                .keep_alive_interval(Some(Duration::from_secs(30)));
-            let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
-            drop(permit);
-        });
+        // The socket leaves this runtime's reactor and joins its worker's.
+        let Ok(stream) = stream.into_std() else {
+            continue;
+        };
+        if workers
+            .dispatch(Accepted {
+                stream,
+                peer,
+                permit,
+            })
+            .is_err()
+        {
+            tracing::error!("connection worker stopped; refusing connection");
+        }
     }
+}
+
+/// One downstream connection, on its worker's runtime.
+async fn serve_connection(gw: Arc<Gateway>, conn: Accepted) {
+    let Accepted {
+        stream,
+        peer,
+        permit,
+    } = conn;
+    let Ok(stream) = tokio::net::TcpStream::from_std(stream) else {
+        return;
+    };
+    let header_timeout = Duration::from_millis(gw.cfg.server.header_timeout_ms);
+    // Audit events name the client; format its address once per connection.
+    let label: Arc<str> = peer.to_string().into();
+    let svc = service_fn(move |req| {
+        let gw = gw.clone();
+        let ctx = Ctx::new(gw.next_request_id(), Some(peer), label.clone());
+        async move { Ok::<_, Infallible>(handle(gw, ctx, req).await) }
+    });
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(Duration::from_secs(30)));
+    let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
+    drop(permit);
 }
 
 fn bad(

@@ -8,3 +8,4 @@ pub mod http_session;
 pub mod respond;
 pub mod stdio;
 pub mod streams;
+pub mod workers;

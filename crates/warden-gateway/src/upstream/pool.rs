@@ -22,8 +22,11 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 
 use super::UpstreamError;
+use crate::downstream::workers;
 
 type Body = Full<Bytes>;
+/// Idle HTTP/1.1 connections of one worker, with when each went idle.
+type IdleShard = Mutex<Vec<(http1::SendRequest<Body>, Instant)>>;
 
 /// How the pool is shaped.
 #[derive(Debug, Clone)]
@@ -46,11 +49,13 @@ struct Target {
     absolute: Uri,
 }
 
+/// Connections are kept per connection worker ([`workers::shard`]): a request reuses only
+/// connections whose tasks run on its own thread.
 pub struct Pool {
     target: Target,
     cfg: PoolConfig,
-    idle: Mutex<Vec<(http1::SendRequest<Body>, Instant)>>,
-    shared: Mutex<Option<http2::SendRequest<Body>>>,
+    idle: Vec<IdleShard>,
+    shared: Vec<Mutex<Option<http2::SendRequest<Body>>>>,
 }
 
 /// The HTTP/1.1 connection an answer arrived on, to hand back once its body was read.
@@ -94,8 +99,8 @@ impl Pool {
         Ok(Arc::new(Self {
             target,
             cfg,
-            idle: Mutex::new(Vec::new()),
-            shared: Mutex::new(None),
+            idle: (0..workers::SHARDS).map(|_| Mutex::default()).collect(),
+            shared: (0..workers::SHARDS).map(|_| Mutex::default()).collect(),
         }))
     }
 
@@ -170,7 +175,7 @@ impl Pool {
 
     /// The warmest idle connection still open and within its idle time.
     fn take_idle(&self) -> Option<http1::SendRequest<Body>> {
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let mut idle = self.idle_shard().lock().unwrap_or_else(|p| p.into_inner());
         while let Some((tx, since)) = idle.pop() {
             if tx.is_ready() && since.elapsed() < self.cfg.idle_timeout {
                 return Some(tx);
@@ -183,7 +188,7 @@ impl Pool {
         if !tx.is_ready() {
             return; // closed, or mid-exchange: dropping it closes the connection
         }
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let mut idle = self.idle_shard().lock().unwrap_or_else(|p| p.into_inner());
         // Old entries go first when the pool is full (they are the likeliest to have expired).
         if idle.len() >= self.cfg.max_idle {
             idle.remove(0);
@@ -191,13 +196,27 @@ impl Pool {
         idle.push((tx, Instant::now()));
     }
 
+    fn idle_shard(&self) -> &IdleShard {
+        &self.idle[workers::shard() % self.idle.len()]
+    }
+
+    fn shared_shard(&self) -> &Mutex<Option<http2::SendRequest<Body>>> {
+        &self.shared[workers::shard() % self.shared.len()]
+    }
+
     fn shared_h2(&self) -> Option<http2::SendRequest<Body>> {
-        let shared = self.shared.lock().unwrap_or_else(|p| p.into_inner());
+        let shared = self
+            .shared_shard()
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         shared.as_ref().filter(|tx| !tx.is_closed()).cloned()
     }
 
     fn forget_h2(&self) {
-        *self.shared.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        *self
+            .shared_shard()
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = None;
     }
 
     async fn connect(&self) -> Result<TokioIo<TcpStream>, UpstreamError> {
@@ -237,7 +256,10 @@ impl Pool {
                 tracing::debug!(error = %e, "upstream connection ended");
             }
         });
-        *self.shared.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx.clone());
+        *self
+            .shared_shard()
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(tx.clone());
         Ok(tx)
     }
 }

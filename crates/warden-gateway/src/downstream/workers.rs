@@ -1,0 +1,92 @@
+//! Connection workers: `warden serve` hands each accepted connection to one of N threads, each
+//! running its own single-threaded tokio runtime, round-robin. Everything a request does — the
+//! downstream connection, the guards, the upstream exchange on a connection from this worker's
+//! own pool shard — happens on that one thread, so relaying a request wakes no other thread
+//! (on a 2-vCPU host the work-stealing scheduler's cross-thread wake-ups cost about a third of
+//! the relay's CPU). Background work (accept loop, admin, session sweeps) stays on the main runtime.
+
+use std::cell::Cell;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
+
+/// Per-worker state is kept in this many shards (worker number modulo it).
+pub const SHARDS: usize = 64;
+
+thread_local! {
+    static WORKER: Cell<usize> = const { Cell::new(0) };
+}
+
+/// This thread's worker number: 1..=N on connection workers, 0 elsewhere.
+pub fn current() -> usize {
+    WORKER.with(Cell::get)
+}
+
+/// The shard of per-worker state (the upstream pools) this thread uses.
+pub fn shard() -> usize {
+    current() % SHARDS
+}
+
+/// An accepted connection on its way to a worker, with its connection-cap permit.
+pub struct Accepted {
+    pub stream: std::net::TcpStream,
+    pub peer: SocketAddr,
+    pub permit: OwnedSemaphorePermit,
+}
+
+/// The workers' inboxes; dropping this ends them (after their connections finish or drop).
+pub struct Workers {
+    inboxes: Vec<mpsc::UnboundedSender<Accepted>>,
+    next: AtomicUsize,
+}
+
+impl Workers {
+    /// Start `n` worker threads; `serve` runs each accepted connection on its worker.
+    pub fn start<F, Fut>(n: usize, serve: F) -> std::io::Result<Self>
+    where
+        F: Fn(Accepted) -> Fut + Send + Clone + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let mut inboxes = Vec::with_capacity(n);
+        for i in 1..=n {
+            let (tx, mut rx) = mpsc::unbounded_channel::<Accepted>();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let serve = serve.clone();
+            std::thread::Builder::new()
+                .name(format!("warden-worker-{i}"))
+                .spawn(move || {
+                    WORKER.with(|w| w.set(i));
+                    rt.block_on(async move {
+                        while let Some(conn) = rx.recv().await {
+                            tokio::spawn(serve(conn));
+                        }
+                    });
+                })?;
+            inboxes.push(tx);
+        }
+        Ok(Self {
+            inboxes,
+            next: AtomicUsize::new(0),
+        })
+    }
+
+    /// Hand a connection to the next worker; gives it back if that worker has stopped.
+    pub fn dispatch(&self, conn: Accepted) -> Result<(), Accepted> {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.inboxes.len().max(1);
+        match self.inboxes.get(i) {
+            Some(tx) => tx.send(conn).map_err(|e| e.0),
+            None => Err(conn),
+        }
+    }
+}
+
+/// How many workers: the configured number, else one per CPU.
+pub fn count(configured: Option<usize>) -> usize {
+    configured
+        .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
+        .unwrap_or(1)
+        .max(1)
+}
