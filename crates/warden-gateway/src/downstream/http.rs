@@ -36,7 +36,17 @@ pub async fn serve(
     let permits = Arc::new(Semaphore::new(gw.cfg.server.max_connections));
     let n = workers::count(gw.cfg.server.worker_threads);
     let served = gw.clone();
-    let workers = match Workers::start(n, move |c| serve_connection(served.clone(), c)) {
+    // Nearer than any per-request timer (header and body timeouts), so arming one never wakes
+    // the reactor (see `Workers::start`).
+    let tick = Duration::from_millis(
+        (gw.cfg
+            .server
+            .header_timeout_ms
+            .min(gw.cfg.server.body_timeout_ms)
+            / 2)
+        .clamp(50, 1000),
+    );
+    let workers = match Workers::start(n, tick, move |c| serve_connection(served.clone(), c)) {
         Ok(w) => w,
         Err(e) => {
             tracing::error!(error = %e, "cannot start connection workers");

@@ -43,7 +43,12 @@ pub struct Workers {
 
 impl Workers {
     /// Start `n` worker threads; `serve` runs each accepted connection on its worker.
-    pub fn start<F, Fut>(n: usize, serve: F) -> std::io::Result<Self>
+    ///
+    /// Each worker also ticks every `tick`. Tokio wakes a runtime's reactor (an eventfd write and
+    /// an extra `epoll_wait`) whenever a new timer is due before the reactor's next planned
+    /// wake-up; hyper arms a header-read timer for every request, so without a nearer tick every
+    /// request paid that. Set `tick` below the shortest per-request timeout.
+    pub fn start<F, Fut>(n: usize, tick: std::time::Duration, serve: F) -> std::io::Result<Self>
     where
         F: Fn(Accepted) -> Fut + Send + Clone + 'static,
         Fut: std::future::Future<Output = ()> + Send + 'static,
@@ -60,6 +65,13 @@ impl Workers {
                 .spawn(move || {
                     WORKER.with(|w| w.set(i));
                     rt.block_on(async move {
+                        tokio::spawn(async move {
+                            let mut every = tokio::time::interval(tick);
+                            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+                            loop {
+                                every.tick().await;
+                            }
+                        });
                         while let Some(conn) = rx.recv().await {
                             tokio::spawn(serve(conn));
                         }
