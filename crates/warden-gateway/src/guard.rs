@@ -59,6 +59,10 @@ impl Refusal {
             retry_after: None,
         }
     }
+    /// Bytes that are not one valid JSON-RPC message (P1.1): 400 with the parser's code and reason.
+    pub fn invalid_message(e: &warden_proto::ProtoError, hint: &'static str) -> Self {
+        Self::new(400, e.code(), e.reason(), "P1.1", e.to_string(), hint)
+    }
     pub fn with_data(mut self, key: &str, value: serde_json::Value) -> Self {
         self.data
             .get_or_insert_with(Default::default)

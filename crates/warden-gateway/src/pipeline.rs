@@ -166,16 +166,8 @@ impl Pipeline {
 /// The envelope of a message the caller did not parse (callers validate first; this is the
 /// fail-closed backstop).
 fn parse(raw: &[u8]) -> Result<Message<'_>, Refusal> {
-    Message::parse(raw).map_err(|e| {
-        Refusal::new(
-            400,
-            e.code(),
-            e.reason(),
-            "P1.1",
-            e.to_string(),
-            "send one valid JSON-RPC 2.0 message",
-        )
-    })
+    Message::parse(raw)
+        .map_err(|e| Refusal::invalid_message(&e, "send one valid JSON-RPC 2.0 message"))
 }
 
 fn with_guard(r: Refusal, guard: &'static str, ctx: &mut Ctx) -> Refusal {

@@ -347,13 +347,7 @@ async fn post(gw: Arc<Gateway>, mut ctx: Ctx, req: Request<Incoming>) -> Respons
             return respond::refuse(
                 &gw,
                 &ctx,
-                bad(
-                    400,
-                    e.code(),
-                    e.reason(),
-                    e.to_string(),
-                    "send one valid JSON-RPC 2.0 message",
-                ),
+                Refusal::invalid_message(&e, "send one valid JSON-RPC 2.0 message"),
                 None,
             );
         }

@@ -238,14 +238,7 @@ async fn client_message(gw: &Gateway, raw: Bytes) -> Result<Bytes, Option<Bytes>
         Err(e) => {
             return Err(refuse(
                 &ctx,
-                Refusal::new(
-                    400,
-                    e.code(),
-                    e.reason(),
-                    "P1.1",
-                    e.to_string(),
-                    "send one valid JSON-RPC 2.0 message per line",
-                ),
+                Refusal::invalid_message(&e, "send one valid JSON-RPC 2.0 message per line"),
                 None,
                 true,
             ));
