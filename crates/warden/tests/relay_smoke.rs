@@ -86,3 +86,56 @@ fn initialize_passes_byte_for_byte_and_gets_a_warden_session() {
         "{events:?}"
     );
 }
+
+/// The upstream pool reuses keep-alive connections, and every answer reaches the request it
+/// belongs to: twenty calls from twenty client connections travel over one upstream connection
+/// (two at most: one worker may be opening its own while another's is busy).
+#[test]
+fn upstream_connections_are_reused_and_answers_stay_with_their_requests() {
+    let up = Recorder::start(|r| {
+        let body = String::from_utf8_lossy(&r.body).into_owned();
+        if body.contains("\"initialize\"") {
+            Canned::json(
+                r#"{"jsonrpc":"2.0","id":1,"result":{"protocolVersion":"2025-11-25","capabilities":{"tools":{}},"serverInfo":{"name":"rec","version":"0"}}}"#,
+            )
+        } else if r.method == "POST" && body.contains("\"tools/call\"") {
+            // Echo the call's marker so a crossed answer would show.
+            let id = serde_json::from_str::<serde_json::Value>(&body).unwrap()["id"].clone();
+            Canned::json(format!(
+                r#"{{"jsonrpc":"2.0","id":{id},"result":{{"content":[{{"type":"text","text":"for {id}"}}]}}}}"#
+            ))
+        } else {
+            Canned::accepted()
+        }
+    });
+    let w = Warden::start(&upstream_http("rec", &up.url, None));
+    let headers = [
+        ("content-type", "application/json"),
+        ("accept", "application/json, text/event-stream"),
+    ];
+    let r = request(w.port, "POST", "/mcp", &headers, INIT.as_bytes());
+    let sid = r.header("mcp-session-id").expect("session id").to_owned();
+    let mut in_session = headers.to_vec();
+    in_session.push(("mcp-session-id", &sid));
+    in_session.push(("mcp-protocol-version", "2025-11-25"));
+    let note = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
+    assert_eq!(
+        request(w.port, "POST", "/mcp", &in_session, note.as_bytes()).status,
+        202
+    );
+    let before = up.connections();
+    for i in 100..120 {
+        let call = format!(
+            r#"{{"jsonrpc":"2.0","id":{i},"method":"tools/call","params":{{"name":"echo","arguments":{{}}}}}}"#
+        );
+        let r = request(w.port, "POST", "/mcp", &in_session, call.as_bytes());
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.json()["id"], i, "{}", r.text());
+        assert_eq!(r.json()["result"]["content"][0]["text"], format!("for {i}"));
+    }
+    let opened = up.connections() - before;
+    assert!(
+        opened <= 2,
+        "20 calls opened {opened} upstream connections: the pool does not reuse them"
+    );
+}

@@ -121,6 +121,11 @@ impl Pool {
                 Some(tx) => (tx, false),
                 None => (self.connect_h1().await?, true),
             };
+            // A pooled connection whose previous exchange is still being wound down by its
+            // task becomes ready in a moment; one that closed meanwhile is skipped.
+            if !fresh && tx.ready().await.is_err() {
+                continue;
+            }
             match tx.try_send_request(req).await {
                 Ok(resp) => {
                     let lease = Lease {
@@ -177,7 +182,7 @@ impl Pool {
     fn take_idle(&self) -> Option<http1::SendRequest<Body>> {
         let mut idle = self.idle_shard().lock().unwrap_or_else(|p| p.into_inner());
         while let Some((tx, since)) = idle.pop() {
-            if tx.is_ready() && since.elapsed() < self.cfg.idle_timeout {
+            if !tx.is_closed() && since.elapsed() < self.cfg.idle_timeout {
                 return Some(tx);
             }
         }
@@ -185,8 +190,8 @@ impl Pool {
     }
 
     fn put(&self, tx: http1::SendRequest<Body>) {
-        if !tx.is_ready() {
-            return; // closed, or mid-exchange: dropping it closes the connection
+        if tx.is_closed() {
+            return;
         }
         let mut idle = self.idle_shard().lock().unwrap_or_else(|p| p.into_inner());
         // Old entries go first when the pool is full (they are the likeliest to have expired).

@@ -4,6 +4,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -67,6 +68,8 @@ type Script = dyn Fn(&Recorded) -> Canned + Send + Sync;
 pub struct Recorder {
     pub url: String,
     pub seen: Arc<Mutex<Vec<Recorded>>>,
+    /// TCP connections accepted so far.
+    pub connections: Arc<AtomicUsize>,
 }
 
 impl Recorder {
@@ -77,8 +80,11 @@ impl Recorder {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let script: Arc<Script> = Arc::new(script);
         let seen2 = seen.clone();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let accepted = connections.clone();
         std::thread::spawn(move || {
             for stream in listener.incoming().map_while(Result::ok) {
+                accepted.fetch_add(1, Ordering::SeqCst);
                 let (seen, script) = (seen2.clone(), script.clone());
                 std::thread::spawn(move || serve_conn(stream, &seen, &*script));
             }
@@ -86,7 +92,12 @@ impl Recorder {
         Recorder {
             url: format!("http://127.0.0.1:{port}/mcp"),
             seen,
+            connections,
         }
+    }
+
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
     }
 
     pub fn requests(&self) -> Vec<Recorded> {
