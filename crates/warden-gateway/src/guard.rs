@@ -59,6 +59,17 @@ impl Refusal {
             retry_after: None,
         }
     }
+    /// Warden itself failed (a guard's rewrite did not parse): 500, fail closed.
+    pub fn internal() -> Self {
+        Self::new(
+            500,
+            warden_proto::error::code::INTERNAL_ERROR,
+            "internal_error",
+            "P1.1",
+            "Internal error",
+            "report this",
+        )
+    }
     /// Bytes that are not one valid JSON-RPC message (P1.1): 400 with the parser's code and reason.
     pub fn invalid_message(e: &warden_proto::ProtoError, hint: &'static str) -> Self {
         Self::new(400, e.code(), e.reason(), "P1.1", e.to_string(), hint)

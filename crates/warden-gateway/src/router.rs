@@ -18,7 +18,8 @@ use crate::gateway::{Gateway, Link, SessionState, Transport};
 use crate::guard::{Ctx, Refusal};
 use crate::pipeline::{Cleared, Walked};
 
-/// Guards, routing and forwarding for one POSTed message, parsed once by the caller.
+/// Guards, routing and forwarding for one POSTed message, parsed once by the caller. The guards
+/// run here for one upstream and several alike; [`crate::aggregate`] gets the cleared message.
 pub async fn dispatch(
     gw: Arc<Gateway>,
     mut ctx: Ctx,
@@ -35,17 +36,6 @@ pub async fn dispatch(
             gw.metrics.sessions_open.set(gw.sessions.len() as i64);
         }
     };
-    if gw.upstreams.len() > 1 {
-        return crate::aggregate::dispatch(
-            gw,
-            ctx,
-            headers,
-            bytes.clone(),
-            session,
-            new_session_id,
-        )
-        .await;
-    }
     let rewritten = match gw.pipeline.client_parsed(parsed, &mut ctx).await {
         Ok(Walked::Unchanged) => None,
         Ok(Walked::Rewritten(b)) => Some(b),
@@ -57,26 +47,23 @@ pub async fn dispatch(
     // A guard's rewrite is parsed again; otherwise the caller's parse stands.
     let reparsed;
     let (cleared, msg) = match &rewritten {
-        None => (Cleared(bytes.clone()), parsed),
+        None => (bytes.clone(), parsed),
         Some(b) => match Message::parse(b) {
             Ok(m) => {
                 reparsed = m;
-                (Cleared(b.clone()), &reparsed)
+                (b.clone(), &reparsed)
             }
             Err(_) => {
                 drop_new_session(&gw);
-                let r = Refusal::new(
-                    500,
-                    -32603,
-                    "internal_error",
-                    "P1.1",
-                    "Internal error",
-                    "report this",
-                );
-                return respond::refuse(&gw, &ctx, r, parsed.id());
+                return respond::refuse(&gw, &ctx, Refusal::internal(), parsed.id());
             }
         },
     };
+    if gw.upstreams.len() > 1 {
+        return crate::aggregate::dispatch(gw, ctx, headers, cleared, msg, session, new_session_id)
+            .await;
+    }
+    let cleared = Cleared(cleared);
     let idx = 0;
     ctx.upstream = Some(gw.upstreams[idx].name.clone());
     if ctx.generation == Some(Generation::Stateless) && !gw.speaks_stateless(idx).await {

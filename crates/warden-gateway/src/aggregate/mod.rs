@@ -78,48 +78,22 @@ fn live(session: Option<&SessionState>, idx: usize) -> bool {
     session.is_none_or(|s| s.live[idx].load(std::sync::atomic::Ordering::Relaxed))
 }
 
+/// Route one cleared client message (the guards have run, see [`crate::router::dispatch`]).
 pub async fn dispatch(
     gw: Arc<Gateway>,
     mut ctx: Ctx,
     headers: Arc<HeaderMap>,
-    bytes: Bytes,
+    cleared: Bytes,
+    msg: &Message<'_>,
     session: Option<Arc<SessionState>>,
     new_session_id: Option<String>,
 ) -> Response {
     let owner = owner_of(&ctx);
-    let cleared = match gw.pipeline.client_message(bytes.clone(), &mut ctx).await {
-        Ok(c) => c.0,
-        Err(r) => {
-            if let Some(id) = &new_session_id {
-                gw.sessions.remove(&owner, id);
-            }
-            let id = Message::parse(&bytes)
-                .ok()
-                .and_then(|m| m.id().map(|i| i.get().to_owned()));
-            let raw = id.and_then(|i| RawValue::from_string(i).ok());
-            return respond::refuse(&gw, &ctx, r, raw.as_deref());
-        }
-    };
-    let Ok(msg) = Message::parse(&cleared) else {
-        return respond::refuse(
-            &gw,
-            &ctx,
-            Refusal::new(
-                500,
-                code::INTERNAL_ERROR,
-                "internal_error",
-                "P1.1",
-                "Internal error",
-                "report this",
-            ),
-            None,
-        );
-    };
     let id = msg.id();
     let s = session.as_deref();
     let method = msg.method().unwrap_or_default().to_owned();
     match msg.kind() {
-        Kind::Response | Kind::Error => return client_response(&gw, &ctx, &headers, s, &msg).await,
+        Kind::Response | Kind::Error => return client_response(&gw, &ctx, &headers, s, msg).await,
         Kind::Notification => {
             let initialized = msg.method() == Some("notifications/initialized");
             for idx in (0..gw.upstreams.len()).filter(|i| live(s, *i)) {
@@ -129,7 +103,7 @@ pub async fn dispatch(
                             idx,
                             s,
                             &headers,
-                            &msg,
+                            msg,
                             crate::pipeline::Cleared(cleared.clone()),
                         )
                         .await;
@@ -141,7 +115,7 @@ pub async fn dispatch(
                         idx,
                         s,
                         &headers,
-                        &msg,
+                        msg,
                         crate::pipeline::Cleared(cleared.clone()),
                     )
                     .await;
@@ -156,7 +130,7 @@ pub async fn dispatch(
         return respond::json(200, local_result(id, "{}"));
     }
     if method == "initialize" || method == "server/discover" || method == "logging/setLevel" {
-        let answers = fan_out(&gw, &mut ctx, &headers, s, &msg, &cleared).await;
+        let answers = fan_out(&gw, &mut ctx, &headers, s, msg, &cleared).await;
         if answers.is_empty() {
             if let Some(sid) = &new_session_id {
                 gw.sessions.remove(&owner, sid);
@@ -199,7 +173,7 @@ pub async fn dispatch(
         };
     }
     if let Some(kind) = ListKind::of(&method) {
-        let answers = fan_out(&gw, &mut ctx, &headers, s, &msg, &cleared).await;
+        let answers = fan_out(&gw, &mut ctx, &headers, s, msg, &cleared).await;
         let merged = merge_list(&gw, &ctx, id, kind, &answers);
         let body = match gw.pipeline.server_message(merged, &mut ctx).await {
             Ok(b) => b,
@@ -209,14 +183,14 @@ pub async fn dispatch(
         return respond::json(200, body);
     }
     let target = match method.as_str() {
-        "tools/call" => route_by_name(&gw, &msg, ListKind::Tools),
-        "prompts/get" => route_by_name(&gw, &msg, ListKind::Prompts),
+        "tools/call" => route_by_name(&gw, msg, ListKind::Tools),
+        "prompts/get" => route_by_name(&gw, msg, ListKind::Prompts),
         "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
-            route_by_uri(&gw, &msg)
+            route_by_uri(&gw, msg)
         }
-        "completion/complete" => route_completion(&gw, &msg),
+        "completion/complete" => route_completion(&gw, msg),
         "subscriptions/listen" => {
-            return listen(gw.clone(), ctx, headers.clone(), s, &msg, cleared.clone()).await;
+            return listen(gw.clone(), ctx, headers.clone(), s, msg, cleared.clone()).await;
         }
         _ => {
             let status = if ctx.generation == Some(Generation::Stateless) {
@@ -250,19 +224,7 @@ pub async fn dispatch(
         .map(Bytes::from)
         .unwrap_or_else(|| cleared.clone());
     let Ok(fwd) = Message::parse(&out) else {
-        return respond::refuse(
-            &gw,
-            &ctx,
-            Refusal::new(
-                500,
-                code::INTERNAL_ERROR,
-                "internal_error",
-                "P1.1",
-                "Internal error",
-                "report this",
-            ),
-            id,
-        );
+        return respond::refuse(&gw, &ctx, Refusal::internal(), id);
     };
     ctx.upstream = Some(gw.upstreams[idx].name.clone());
     if ctx.generation == Some(Generation::Stateless) && !gw.speaks_stateless(idx).await {
