@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -379,18 +379,7 @@ pub fn glimpse(
     headers: &[(&str, &str)],
     window: Duration,
 ) -> Glimpse {
-    let dest = SocketAddr::from(([127, 0, 0, 1], port));
-    let mut s: TcpStream = match src {
-        None => TcpStream::connect(dest).expect("connect"),
-        Some(ip) => {
-            let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
-                .expect("socket");
-            sock.bind(&SocketAddr::from((ip, 0)).into())
-                .expect("bind source address");
-            sock.connect(&dest.into()).expect("connect");
-            sock.into()
-        }
-    };
+    let mut s: TcpStream = super::client::connect_from(src, port);
     let mut head = format!("{method} /mcp HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\n");
     for (k, v) in headers {
         head.push_str(&format!("{k}: {v}\r\n"));

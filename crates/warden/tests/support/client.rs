@@ -52,8 +52,20 @@ pub fn request_from(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Reply {
+    send(
+        connect_from(source, port),
+        port,
+        method,
+        path,
+        headers,
+        body,
+    )
+}
+
+/// A connection to 127.0.0.1:`port` from `source` (None: the OS picks).
+pub fn connect_from(source: Option<[u8; 4]>, port: u16) -> TcpStream {
     let dest = SocketAddr::from(([127, 0, 0, 1], port));
-    let stream = match source {
+    match source {
         None => TcpStream::connect(dest).expect("connect"),
         Some(ip) => {
             let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
@@ -63,8 +75,7 @@ pub fn request_from(
             sock.connect(&dest.into()).expect("connect");
             sock.into()
         }
-    };
-    send(stream, port, method, path, headers, body)
+    }
 }
 
 pub fn request(
