@@ -336,7 +336,8 @@ impl Gateway {
             .refusals
             .get_or_create(&crate::metrics::ReasonLabel { reason: r.reason })
             .inc();
-        self.metrics.record(ctx.method.as_deref(), 1, None);
+        self.metrics
+            .record(ctx.method.as_deref(), Decision::Deny, None);
         let mut ev = self.event(ctx, "mcp.refusal", Decision::Deny);
         ev.reason = Some(r.reason.into());
         ev.control = Some(r.control);
@@ -370,15 +371,9 @@ impl Gateway {
         status: Option<u16>,
         reason: Option<&'static str>,
     ) {
-        let index = match decision {
-            Decision::Allow => 0,
-            Decision::Deny => 1,
-            Decision::Error => 2,
-            Decision::Info => 3,
-        };
         self.metrics.record(
             ctx.method.as_deref(),
-            index,
+            decision,
             Some(ctx.started.elapsed().as_secs_f64()),
         );
         let mut ev = self.event(ctx, "mcp.request", decision);

@@ -12,6 +12,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use warden_audit::Decision;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -47,8 +48,15 @@ pub struct Metrics {
     hot: Box<[HotHandles]>,
 }
 
-/// The decisions `requests` counts, in [`Metrics::record`]'s index order.
-pub const DECISIONS: [&str; 4] = ["allow", "deny", "error", "info"];
+/// The `decision` label of each [`Decision`].
+fn decision_index(d: Decision) -> (usize, &'static str) {
+    match d {
+        Decision::Allow => (0, "allow"),
+        Decision::Deny => (1, "deny"),
+        Decision::Error => (2, "error"),
+        Decision::Info => (3, "info"),
+    }
+}
 
 #[derive(Default)]
 struct HotHandles {
@@ -170,11 +178,11 @@ impl Metrics {
         }
     }
 
-    /// Count one message by method and decision (an index into [`DECISIONS`]) and, when
-    /// `latency` is given, observe it.
-    pub fn record(&self, method: Option<&str>, decision: usize, latency: Option<f64>) {
+    /// Count one message by method and decision and, when `latency` is given, observe it.
+    pub fn record(&self, method: Option<&str>, decision: Decision, latency: Option<f64>) {
         let i = method_index(method);
-        let (Some(hot), Some(&decision_label)) = (self.hot.get(i), DECISIONS.get(decision)) else {
+        let (decision, decision_label) = decision_index(decision);
+        let Some(hot) = self.hot.get(i) else {
             return;
         };
         let method = LABELS[i];
@@ -230,8 +238,8 @@ mod tests {
                 decision: "deny",
             })
             .inc();
-        m.record(Some("tools/call"), 0, Some(0.001));
-        m.record(None, 1, None);
+        m.record(Some("tools/call"), Decision::Allow, Some(0.001));
+        m.record(None, Decision::Deny, None);
         let text = m.render();
         assert!(
             text.contains(r#"warden_requests_total{method="tools/call",decision="allow"} 2"#),

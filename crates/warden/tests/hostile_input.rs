@@ -314,3 +314,66 @@ fn slow_clients_are_cut_off() {
     a.assert_upstream_count("slow head");
     a.assert_healthy(None);
 }
+
+/// P4.4: a flood of connections beyond `server.max_connections` is closed at once, before any
+/// byte is read, audited with its reason and hint; the connections already open are not
+/// disturbed, and a slot freed is usable again.
+#[test]
+fn connections_beyond_the_cap_are_closed_and_audited() {
+    use std::io::Read;
+
+    let mut a = Arena::start("[server]\nlisten = \"127.0.0.1:0\"\nmax_connections = 2\n");
+    let port = a.w.port;
+    let held: Vec<TcpStream> = (0..2)
+        .map(|_| TcpStream::connect(("127.0.0.1", port)).expect("connect"))
+        .collect();
+    std::thread::sleep(Duration::from_millis(200)); // both accepted and holding their slots
+
+    let mut extra = TcpStream::connect(("127.0.0.1", port)).expect("the kernel still accepts");
+    extra
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let started = Instant::now();
+    let _ = extra.write_all(init_body("over-the-cap").as_bytes());
+    let mut buf = [0u8; 64];
+    let n = extra.read(&mut buf).unwrap_or(0);
+    assert_eq!(
+        n, 0,
+        "the connection over the cap gets no answer, it is closed"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "closed at once, not after a timeout"
+    );
+    let events = a.w.audit_reason("too_many_connections");
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["kind"], "connection.refused");
+    assert_eq!(events[0]["decision"], "deny");
+    assert_eq!(events[0]["control"], "P4.4");
+    assert!(events[0]["hint"].as_str().is_some_and(|h| !h.is_empty()));
+    a.assert_upstream_count("connection flood");
+
+    // Freeing the slots lets clients in again (once Warden has seen them close).
+    drop(held);
+    let body = init_body("after-the-flood");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        let _ = write!(
+            s,
+            "POST /mcp HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\ncontent-type: application/json\r\naccept: application/json, text/event-stream\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        if let Some((status, _, _)) = read_response(&mut s, Duration::from_secs(2)) {
+            assert_eq!(status, 200);
+            a.allowed_upstream += 1;
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the freed slots are never reused"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    a.assert_healthy(None);
+}

@@ -67,35 +67,64 @@ pub async fn serve(
             _ = &mut shutdown => return,
         };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
-            gw.audit.emit({
-                let mut ev = warden_audit::AuditEvent::new(
-                    "connection.refused",
-                    warden_audit::Decision::Deny,
-                );
-                ev.client = Some(peer.to_string().into());
-                ev.reason = Some("too_many_connections".into());
-                ev.control = Some("P4.4");
-                ev
-            });
-            drop(stream);
+            refuse_connection(
+                &gw,
+                peer,
+                "too_many_connections",
+                "P4.4",
+                "server.max_connections are open; retry later",
+            );
             continue;
         };
         let _ = stream.set_nodelay(true);
         // The socket leaves this runtime's reactor and joins its worker's.
         let Ok(stream) = stream.into_std() else {
+            refuse_connection(
+                &gw,
+                peer,
+                "socket_handoff_failed",
+                "P4.4",
+                "the accepted socket could not be handed to a worker; retry",
+            );
             continue;
         };
-        if workers
-            .dispatch(Accepted {
-                stream,
+        let accepted = Accepted {
+            stream,
+            peer,
+            permit,
+        };
+        if workers.dispatch(accepted).is_err() {
+            refuse_connection(
+                &gw,
                 peer,
-                permit,
-            })
-            .is_err()
-        {
-            tracing::error!("connection worker stopped; refusing connection");
+                "worker_unavailable",
+                "P4.4",
+                "a connection worker stopped; report this and restart Warden",
+            );
         }
     }
+}
+
+/// A connection closed before any request was read: audited and logged (the client sees the
+/// connection close; there is no request to answer).
+fn refuse_connection(
+    gw: &Gateway,
+    peer: std::net::SocketAddr,
+    reason: &'static str,
+    control: &'static str,
+    hint: &'static str,
+) {
+    tracing::warn!(%peer, reason, "connection refused");
+    gw.metrics
+        .refusals
+        .get_or_create(&crate::metrics::ReasonLabel { reason })
+        .inc();
+    let mut ev = warden_audit::AuditEvent::new("connection.refused", warden_audit::Decision::Deny);
+    ev.client = Some(peer.to_string().into());
+    ev.reason = Some(reason.into());
+    ev.control = Some(control);
+    ev.hint = Some(hint.into());
+    gw.audit.emit(ev);
 }
 
 /// One downstream connection, on its worker's runtime.
@@ -106,6 +135,13 @@ async fn serve_connection(gw: Arc<Gateway>, conn: Accepted) {
         permit,
     } = conn;
     let Ok(stream) = tokio::net::TcpStream::from_std(stream) else {
+        refuse_connection(
+            &gw,
+            peer,
+            "socket_handoff_failed",
+            "P4.4",
+            "the accepted socket could not join its worker; retry",
+        );
         return;
     };
     let header_timeout = Duration::from_millis(gw.cfg.server.header_timeout_ms);
