@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, X_CONTENT_TYPE_OPTIONS};
-use http::{HeaderName, HeaderValue, StatusCode};
+use http::{HeaderValue, StatusCode};
 use serde_json::value::RawValue;
 
 use super::body::{Response, ResponseBody, empty, full};
@@ -65,8 +65,6 @@ pub fn json(status: u16, body: Bytes) -> Response {
     )
 }
 
-static MCP_SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
-
 pub fn accepted() -> Response {
     response(202, None, empty())
 }
@@ -81,7 +79,8 @@ pub fn sse(body: ResponseBody) -> Response {
 
 pub fn with_session(mut r: Response, session_id: &str) -> Response {
     if let Ok(v) = HeaderValue::from_str(session_id) {
-        r.headers_mut().insert(MCP_SESSION_ID.clone(), v);
+        r.headers_mut()
+            .insert(crate::upstream::http::MCP_SESSION_ID.clone(), v);
     }
     r
 }

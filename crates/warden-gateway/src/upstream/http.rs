@@ -5,12 +5,11 @@
 //! The client's own credentials never go upstream (P7.1): only the MCP headers listed in
 //! [`FORWARDED`] are copied from the client's request.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri};
-use std::sync::Arc;
-
 use http_body_util::{BodyExt, Full, Limited};
 use tokio::sync::mpsc;
 use warden_config::UpstreamConfig;
@@ -29,7 +28,8 @@ pub const FORWARDED: [&str; 6] = [
     "last-event-id",
 ];
 
-static MCP_SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
+/// `Mcp-Session-Id`, for both sides of the relay.
+pub static MCP_SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
 
 /// Is this client header one that goes upstream ([`FORWARDED`] or `Mcp-Param-*`)?
 fn is_forwarded(name: &HeaderName) -> bool {
@@ -98,9 +98,7 @@ impl HttpUpstream {
             })?;
             headers.insert(MCP_SESSION_ID.clone(), v);
         }
-        let timeout = || UpstreamError::Timeout(self.timeout.as_millis() as u64);
-        let deadline = tokio::time::Instant::now() + self.timeout;
-        let mut exchange = std::pin::pin!(async {
+        let exchange = async {
             let (resp, lease) = self.pool.send(req).await?;
             let status = resp.status().as_u16();
             let session_id = resp
@@ -146,10 +144,10 @@ impl HttpUpstream {
                 session_id,
                 status,
             })
-        });
-        tokio::time::timeout_at(deadline, &mut exchange)
+        };
+        tokio::time::timeout(self.timeout, exchange)
             .await
-            .map_err(|_| timeout())?
+            .map_err(|_| UpstreamError::Timeout(self.timeout.as_millis() as u64))?
     }
 
     /// Read an SSE body into frames on a task; dropping the receiver closes the upstream stream.
