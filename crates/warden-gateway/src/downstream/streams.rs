@@ -218,11 +218,6 @@ impl Relay {
         self.with_session(respond::refusal(r, id.as_deref()))
     }
 
-    fn is_final(&self, data: Option<&[u8]>) -> bool {
-        data.and_then(|d| Message::parse(d).ok())
-            .is_some_and(|m| self.is_final_msg(&m))
-    }
-
     /// Is this the response (or error) to the client's request?
     fn is_final_msg(&self, m: &Message<'_>) -> bool {
         let Some(want) = &self.request_id else {
@@ -232,37 +227,43 @@ impl Relay {
             && m.id().map(|i| i.get()) == Some(want.as_str())
     }
 
-    /// Run a server message through the guards (bottom-up); calls `on_final` for the final response.
-    async fn server_message(&mut self, data: Bytes) -> Result<Bytes, Refusal> {
-        match Message::parse(&data) {
-            Ok(m) => self.server_parsed(&data, &m).await,
+    /// Run one server message through the guards (bottom-up), parsing it once. Says whether it
+    /// is the final response to the client's request (`on_final` is called for that one).
+    async fn server_message(&mut self, data: &Bytes) -> (bool, Result<Bytes, Refusal>) {
+        match Message::parse(data) {
+            Ok(m) => (self.is_final_msg(&m), self.server_parsed(data, &m).await),
             // Not JSON-RPC: the pipeline's own parse refuses it.
-            Err(_) => self.gw.pipeline.server_message(data, &mut self.ctx).await,
+            Err(_) => {
+                let walked = self.gw.pipeline.server_message(data.clone(), &mut self.ctx);
+                (false, walked.await)
+            }
         }
     }
 
-    /// [`Self::server_message`] for a message already parsed from `raw`.
+    /// The guards for a message already parsed from `raw`.
     async fn server_parsed(&mut self, raw: &Bytes, msg: &Message<'_>) -> Result<Bytes, Refusal> {
-        match self.gw.pipeline.server_parsed(msg, &mut self.ctx).await? {
+        let out = match self.gw.pipeline.server_parsed(msg, &mut self.ctx).await? {
             Walked::Unchanged => {
-                if self.on_final.is_some()
-                    && self.is_final_msg(msg)
-                    && let Some(f) = self.on_final.take()
-                {
-                    f(msg);
-                }
-                Ok(raw.clone())
+                self.call_on_final(msg);
+                return Ok(raw.clone());
             }
-            Walked::Rewritten(out) => {
-                if self.on_final.is_some()
-                    && let Ok(m) = Message::parse(&out)
-                    && self.is_final_msg(&m)
-                    && let Some(f) = self.on_final.take()
-                {
-                    f(&m);
-                }
-                Ok(out)
-            }
+            Walked::Rewritten(out) => out,
+        };
+        if self.on_final.is_some()
+            && let Ok(m) = Message::parse(&out)
+        {
+            self.call_on_final(&m);
+        }
+        Ok(out)
+    }
+
+    /// Hand the final response to `on_final`, once.
+    fn call_on_final(&mut self, m: &Message<'_>) {
+        if self.on_final.is_some()
+            && self.is_final_msg(m)
+            && let Some(f) = self.on_final.take()
+        {
+            f(m);
         }
     }
 
@@ -370,9 +371,9 @@ impl Relay {
                 )
             }));
         }
-        let is_final = self.is_final(Some(&data));
+        let (is_final, walked) = self.server_message(&data).await;
         *final_seen |= is_final;
-        match self.server_message(data.clone()).await {
+        match walked {
             Ok(out) if out == data && frame.raw.is_some() => frame.raw,
             Ok(out) => Some(sse::encode(
                 frame.id.as_deref(),
@@ -432,8 +433,8 @@ impl Relay {
                     }
                 };
                 let Some(data) = frame.data else { continue };
-                let is_final = me.is_final(Some(&data));
-                match me.server_message(data).await {
+                let (is_final, walked) = me.server_message(&data).await;
+                match walked {
                     Ok(out) => log.push(stream, &out),
                     Err(r) => {
                         me.gw.audit_refusal(&me.ctx, &r, None);
