@@ -225,8 +225,13 @@ async fn serve(cfg: Config, audit: Arc<dyn AuditSink>) -> ExitCode {
     });
     eprintln!("warden: listening on http://{local}{path}");
     tracing::info!(%local, "warden serving");
-    warden_gateway::downstream::http::serve(gw, listener, shutdown_signal()).await;
-    ExitCode::SUCCESS
+    match warden_gateway::downstream::http::serve(gw, listener, shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("warden: cannot start the connection workers: {e}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 async fn wrap(cfg: Config, audit: Arc<dyn AuditSink>) -> ExitCode {

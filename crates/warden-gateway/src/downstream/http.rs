@@ -27,12 +27,12 @@ use crate::router;
 use crate::session::{Owner, fingerprint};
 
 /// Accept connections until `shutdown` resolves; each is served on a connection worker (see
-/// [`super::workers`]).
+/// [`super::workers`]). Fails only when the workers cannot be started.
 pub async fn serve(
     gw: Arc<Gateway>,
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()>,
-) {
+) -> std::io::Result<()> {
     let permits = Arc::new(Semaphore::new(gw.cfg.server.max_connections));
     let n = workers::count(gw.cfg.server.worker_threads);
     let served = gw.clone();
@@ -46,13 +46,7 @@ pub async fn serve(
             / 2)
         .clamp(50, 1000),
     );
-    let workers = match Workers::start(n, tick, move |c| serve_connection(served.clone(), c)) {
-        Ok(w) => w,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot start connection workers");
-            return;
-        }
-    };
+    let workers = Workers::start(n, tick, move |c| serve_connection(served.clone(), c))?;
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -64,7 +58,7 @@ pub async fn serve(
                     continue;
                 }
             },
-            _ = &mut shutdown => return,
+            _ = &mut shutdown => return Ok(()),
         };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             refuse_connection(
