@@ -13,10 +13,11 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::io::Write;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
-use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering, fence};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_channel};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::Thread;
+use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
@@ -145,17 +146,38 @@ pub trait AuditSink: Send + Sync {
     fn lost(&self) -> u64 {
         0
     }
+    /// Write out every event emitted so far and stop; waits at most `within`. Called once, at
+    /// shutdown, after the last request has been answered.
+    fn close(&self, _within: Duration) {}
 }
 
 /// Appends JSON lines to a file (or stderr) from a dedicated thread.
+///
+/// The writer drains the queue every [`DRAIN_EVERY`] while events arrive and parks when a whole
+/// interval brought none, so an idle Warden's audit thread never wakes and a busy one wakes on its
+/// own timer: the request path pays a lock-free push, and a futex wake only for the first event
+/// after a quiet interval.
 pub struct JsonLinesSink {
     tx: SyncSender<Box<AuditEvent>>,
-    lost: Arc<AtomicU64>,
+    shared: Arc<Shared>,
+    writer: Thread,
 }
 
-/// How often the writer thread drains the queue. Emitters never wake it: a queue drained on a
-/// timer costs the request path one lock-free push instead of a futex wake per event.
-const DRAIN_EVERY: std::time::Duration = std::time::Duration::from_millis(5);
+/// State the emitters and the writer thread share.
+#[derive(Default)]
+struct Shared {
+    lost: AtomicU64,
+    /// The writer is parked with no timeout: the next emitter must unpark it.
+    parked: AtomicBool,
+    /// `close` (or drop) asked the writer to drain, flush and stop.
+    closing: AtomicBool,
+    /// Set by the writer once it has flushed its last event.
+    done: Mutex<bool>,
+    done_cv: Condvar,
+}
+
+/// How often a busy writer drains the queue, and so the most an event waits in memory.
+const DRAIN_EVERY: Duration = Duration::from_millis(20);
 /// Events the queue holds before `emit` counts them lost (boxed: 8 bytes a slot).
 const QUEUE: usize = 65_536;
 
@@ -173,54 +195,109 @@ impl JsonLinesSink {
             )
         };
         let (tx, rx) = sync_channel(QUEUE);
-        let lost = Arc::new(AtomicU64::new(0));
-        let lost2 = lost.clone();
-        std::thread::Builder::new()
+        let shared = Arc::new(Shared::default());
+        let shared2 = shared.clone();
+        let handle = std::thread::Builder::new()
             .name("warden-audit".into())
-            .spawn(move || write_loop(rx, out, &lost2))?;
-        Ok(Self { tx, lost })
+            .spawn(move || write_loop(rx, out, &shared2))?;
+        Ok(Self {
+            tx,
+            shared,
+            writer: handle.thread().clone(),
+        })
+    }
+
+    fn wake_writer(&self) {
+        self.shared.closing.store(true, Ordering::Release);
+        self.writer.unpark();
     }
 }
 
-fn write_loop(rx: Receiver<Box<AuditEvent>>, out: Box<dyn Write + Send>, lost: &AtomicU64) {
+fn write_loop(rx: Receiver<Box<AuditEvent>>, out: Box<dyn Write + Send>, shared: &Shared) {
     let mut out = std::io::BufWriter::with_capacity(256 * 1024, out);
+    let write = |out: &mut std::io::BufWriter<_>, ev: &AuditEvent| {
+        let ok = serde_json::to_writer(&mut *out, ev).is_ok() && out.write_all(b"\n").is_ok();
+        if !ok {
+            shared.lost.fetch_add(1, Ordering::Relaxed);
+        }
+    };
     loop {
-        let mut wrote = false;
-        let mut closed = false;
+        let mut wrote = 0usize;
+        let mut disconnected = false;
         loop {
             match rx.try_recv() {
                 Ok(ev) => {
-                    let ok = serde_json::to_writer(&mut out, &*ev).is_ok()
-                        && out.write_all(b"\n").is_ok();
-                    if !ok {
-                        lost.fetch_add(1, Ordering::Relaxed);
-                    }
-                    wrote = true;
+                    write(&mut out, &ev);
+                    wrote += 1;
                 }
-                Err(std::sync::mpsc::TryRecvError::Empty) => break,
-                Err(std::sync::mpsc::TryRecvError::Disconnected) => {
-                    closed = true;
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    disconnected = true;
                     break;
                 }
             }
         }
-        if wrote && out.flush().is_err() {
-            lost.fetch_add(1, Ordering::Relaxed);
+        if wrote > 0 && out.flush().is_err() {
+            shared.lost.fetch_add(1, Ordering::Relaxed);
             tracing::error!("audit sink: flush failed");
         }
-        if closed {
+        if disconnected || shared.closing.load(Ordering::Acquire) {
+            // Emitters may still race `close`: what they queued before this drain is written.
+            while let Ok(ev) = rx.try_recv() {
+                write(&mut out, &ev);
+            }
+            if out.flush().is_err() {
+                shared.lost.fetch_add(1, Ordering::Relaxed);
+            }
+            // From here on `emit` sees a closed queue and counts what it is handed as lost.
+            drop(rx);
+            if let Ok(mut done) = shared.done.lock() {
+                *done = true;
+            }
+            shared.done_cv.notify_all();
             return;
         }
-        std::thread::sleep(DRAIN_EVERY);
+        if wrote > 0 {
+            std::thread::park_timeout(DRAIN_EVERY);
+            continue;
+        }
+        // A quiet interval: park until an emitter or `close` unparks us. The flag is raised
+        // before the queue is checked once more, and `emit` checks the flag after its push, with
+        // a full fence on both sides, so an event can never be left behind a parked writer.
+        shared.parked.store(true, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        match rx.try_recv() {
+            Ok(ev) => {
+                shared.parked.store(false, Ordering::Relaxed);
+                write(&mut out, &ev);
+                continue;
+            }
+            Err(TryRecvError::Disconnected) => {
+                shared.parked.store(false, Ordering::Relaxed);
+                continue;
+            }
+            Err(TryRecvError::Empty) => {}
+        }
+        if !shared.closing.load(Ordering::Acquire) {
+            std::thread::park();
+        }
+        shared.parked.store(false, Ordering::Relaxed);
     }
 }
 
 impl AuditSink for JsonLinesSink {
     fn emit(&self, event: AuditEvent) {
         match self.tx.try_send(Box::new(event)) {
-            Ok(()) => {}
+            Ok(()) => {
+                fence(Ordering::SeqCst);
+                if self.shared.parked.load(Ordering::Relaxed)
+                    && self.shared.parked.swap(false, Ordering::Relaxed)
+                {
+                    self.writer.unpark();
+                }
+            }
             Err(TrySendError::Full(ev)) | Err(TrySendError::Disconnected(ev)) => {
-                let n = self.lost.fetch_add(1, Ordering::Relaxed) + 1;
+                let n = self.shared.lost.fetch_add(1, Ordering::Relaxed) + 1;
                 tracing::error!(
                     lost = n,
                     kind = ev.kind,
@@ -230,7 +307,27 @@ impl AuditSink for JsonLinesSink {
         }
     }
     fn lost(&self) -> u64 {
-        self.lost.load(Ordering::Relaxed)
+        self.shared.lost.load(Ordering::Relaxed)
+    }
+    fn close(&self, within: Duration) {
+        self.wake_writer();
+        let Ok(done) = self.shared.done.lock() else {
+            return;
+        };
+        let waited = self
+            .shared
+            .done_cv
+            .wait_timeout_while(done, within, |done| !*done);
+        if waited.is_ok_and(|(_, t)| t.timed_out()) {
+            tracing::error!("audit sink: events still queued at shutdown were not all written");
+        }
+    }
+}
+
+impl Drop for JsonLinesSink {
+    /// A dropped sink's writer drains what is queued and stops (without waiting for it).
+    fn drop(&mut self) {
+        self.wake_writer();
     }
 }
 
@@ -299,5 +396,64 @@ mod tests {
         assert_eq!(lines[1]["method"], "tools/call");
         assert_eq!(lines[1]["upstream"], "files");
         let _ = std::fs::remove_file(&dir);
+    }
+
+    fn temp_log(name: &str) -> std::path::PathBuf {
+        let p = std::env::temp_dir().join(format!("warden-audit-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_file(&p);
+        p
+    }
+
+    fn lines(path: &Path) -> usize {
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    }
+
+    #[test]
+    fn close_writes_every_queued_event_before_it_returns() {
+        let path = temp_log("close");
+        let sink = JsonLinesSink::open(&path).unwrap();
+        for i in 0..5_000 {
+            let mut ev = AuditEvent::new("mcp.request", Decision::Allow);
+            ev.request_id = Some(RequestId(i));
+            sink.emit(ev);
+        }
+        sink.close(Duration::from_secs(10));
+        assert_eq!(lines(&path), 5_000, "events lost at shutdown");
+        assert_eq!(sink.lost(), 0);
+        // After close, nothing is written and nothing is lost silently: it is counted.
+        sink.emit(AuditEvent::new("mcp.request", Decision::Allow));
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(lines(&path), 5_000);
+        assert_eq!(sink.lost(), 1);
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn a_parked_writer_is_woken_by_the_first_event_after_a_quiet_interval() {
+        let path = temp_log("wake");
+        let sink = JsonLinesSink::open(&path).unwrap();
+        sink.emit(AuditEvent::new("session.open", Decision::Info));
+        // Several quiet intervals: the writer parks with no timeout.
+        std::thread::sleep(DRAIN_EVERY * 5);
+        assert_eq!(lines(&path), 1);
+        assert!(
+            sink.shared.parked.load(Ordering::SeqCst),
+            "idle writer not parked"
+        );
+        sink.emit(AuditEvent::new("session.close", Decision::Info));
+        let mut n = 0;
+        for _ in 0..200 {
+            n = lines(&path);
+            if n == 2 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(n, 2, "the event after a quiet interval was never written");
+        drop(sink);
+        let _ = std::fs::remove_file(&path);
     }
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use warden_audit::{AuditSink, JsonLinesSink};
+use warden_audit::{AuditEvent, AuditSink, Decision, JsonLinesSink};
 use warden_config::{Config, LogFormat, UpstreamConfig};
 use warden_gateway::Gateway;
 
@@ -113,7 +113,7 @@ fn main() -> ExitCode {
                 );
                 return ExitCode::from(2);
             }
-            run(cfg, serve)
+            run("serve", cfg, serve)
         }
         Command::Wrap {
             config,
@@ -130,12 +130,23 @@ fn main() -> ExitCode {
             let mut up = UpstreamConfig::stdio("wrapped", command);
             up.env_passthrough.extend(pass_env);
             cfg.upstreams = vec![up];
-            run(cfg, wrap)
+            run("wrap", cfg, wrap)
         }
     }
 }
 
-fn run<F, Fut>(cfg: Config, f: F) -> ExitCode
+/// One `gateway.start` / `gateway.stop` pair brackets every run in the audit log (P5.1), so a gap
+/// in the record (a crash, a kill) shows as a start with no stop.
+fn lifecycle(kind: &'static str, mode: &'static str) -> AuditEvent {
+    let mut ev = AuditEvent::new(kind, Decision::Info);
+    ev.facts.insert(
+        "gateway",
+        serde_json::json!({ "mode": mode, "version": env!("CARGO_PKG_VERSION"), "pid": std::process::id() }),
+    );
+    ev
+}
+
+fn run<F, Fut>(mode: &'static str, cfg: Config, f: F) -> ExitCode
 where
     F: FnOnce(Config, Arc<dyn AuditSink>) -> Fut,
     Fut: std::future::Future<Output = ExitCode>,
@@ -156,8 +167,13 @@ where
             return ExitCode::FAILURE;
         }
     };
-    let code = rt.block_on(f(cfg, audit));
+    audit.emit(lifecycle("gateway.start", mode));
+    let code = rt.block_on(f(cfg, audit.clone()));
     rt.shutdown_timeout(Duration::from_secs(2));
+    audit.emit(lifecycle("gateway.stop", mode));
+    // Every request is answered or cut off by now: what the audit queue still holds goes to disk
+    // before the process exits (P5.1: nothing lost silently).
+    audit.close(Duration::from_secs(5));
     code
 }
 

@@ -107,4 +107,24 @@ fn wrap_relays_refuses_and_shuts_down() {
         audit.contains("malformed_json") && audit.contains("batch_not_allowed"),
         "refusals are audited: {audit}"
     );
+    // P5.1: the run is bracketed, and what was queued at exit reached the file before the
+    // process ended (read right after exit, no waiting).
+    let kinds: Vec<String> = audit
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["kind"].to_string())
+        .collect();
+    assert_eq!(
+        kinds.first().map(String::as_str),
+        Some("\"gateway.start\""),
+        "{audit}"
+    );
+    assert_eq!(
+        kinds.last().map(String::as_str),
+        Some("\"gateway.stop\""),
+        "{audit}"
+    );
+    assert!(
+        audit.contains(r#""method":"tools/call","tool":"echo","decision":"allow""#),
+        "the last call is in the log at exit: {audit}"
+    );
 }

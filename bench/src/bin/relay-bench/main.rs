@@ -529,7 +529,12 @@ fn run(args: &Args) -> Result<bool, String> {
     let load_before = procfs::loadavg();
     // Closed loops at each concurrency, then one connection; `None` is the paced run.
     let mut loads: Vec<Option<usize>> = args.concurrency.iter().copied().map(Some).collect();
-    loads.push(Some(1));
+    // Rows are matched to their direct row by load label, so each load runs once.
+    let mut seen = std::collections::HashSet::new();
+    loads.retain(|l| seen.insert(*l));
+    if !loads.contains(&Some(1)) {
+        loads.push(Some(1));
+    }
     if args.rate > 0 {
         loads.push(None);
     }
