@@ -195,9 +195,36 @@ pub struct UpstreamConfig {
     pub initial_backoff_ms: u64,
     #[serde(default = "default_max_backoff_ms")]
     pub max_backoff_ms: u64,
-    /// Speak HTTP/2 to a cleartext `http://` upstream (prior knowledge); otherwise HTTP/1.1.
+    /// Speak HTTP/2: prior knowledge over `http://`, ALPN `h2` over `https://`; otherwise
+    /// HTTP/1.1.
     #[serde(default)]
     pub http2: bool,
+    /// TLS to an `https://` upstream (P3.1). The certificate is always verified.
+    #[serde(default)]
+    pub tls: Option<UpstreamTls>,
+}
+
+/// How Warden verifies an `https://` upstream. There is no switch to skip verification.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTls {
+    /// PEM file of the CA certificates trusted for this upstream, instead of the system's trust
+    /// store (a private CA, or a self-signed server certificate to pin).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Oldest TLS version accepted: `"1.3"` (the default) or `"1.2"`.
+    #[serde(default)]
+    pub min_version: TlsVersion,
+}
+
+/// A TLS protocol version.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub enum TlsVersion {
+    #[serde(rename = "1.2")]
+    Tls12,
+    #[default]
+    #[serde(rename = "1.3")]
+    Tls13,
 }
 
 fn default_env_passthrough() -> Vec<String> {
@@ -230,6 +257,7 @@ impl UpstreamConfig {
             initial_backoff_ms: default_initial_backoff_ms(),
             max_backoff_ms: default_max_backoff_ms(),
             http2: false,
+            tls: None,
         }
     }
 }

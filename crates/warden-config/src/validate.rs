@@ -122,16 +122,30 @@ pub(crate) fn validate(cfg: &Config, text: &str) -> Vec<Diagnostic> {
                 format!("upstream '{}' must have exactly one of url or command", u.name),
                 "set url = \"http://…/mcp\" for a remote server or command = [\"prog\", \"arg\"] for a stdio server",
             )),
-            (Some(url), None) if url.starts_with("https://") => {
-                out.push(at(text, here("url"), format!("upstream url '{url}': https upstreams are not supported yet"), "reach the server over http:// on a trusted network, or through a local TLS-terminating proxy"));
-            }
+            (Some(url), None) if url.starts_with("https://") => {}
             (Some(url), None) if !url.starts_with("http://") => {
-                out.push(at(text, here("url"), format!("upstream url '{url}' is not http://"), "write the full endpoint URL, e.g. http://127.0.0.1:3001/mcp"));
+                out.push(at(text, here("url"), format!("upstream url '{url}' is not http:// or https://"), "write the full endpoint URL, e.g. https://mcp.example.com/mcp"));
             }
             (None, Some(cmd)) if cmd.is_empty() || cmd[0].is_empty() => {
                 out.push(at(text, here("command"), "upstream command is empty", "give the program and its arguments, e.g. [\"npx\", \"server\"]"));
             }
             _ => {}
+        }
+        if u.tls.is_some()
+            && !u
+                .url
+                .as_deref()
+                .is_some_and(|url| url.starts_with("https://"))
+        {
+            out.push(at(
+                text,
+                here("tls"),
+                format!(
+                    "upstream '{}': tls settings on an upstream that is not https://",
+                    u.name
+                ),
+                "use an https:// url, or remove [upstream.tls]",
+            ));
         }
         if u.timeout_ms == 0 || u.initial_backoff_ms == 0 || u.max_backoff_ms < u.initial_backoff_ms
         {
@@ -190,14 +204,21 @@ mod tests {
 
     #[test]
     fn refuses_what_the_runtime_cannot_do() {
-        let text =
-            "[server]\nworker_threads = 0\n\n[[upstream]]\nname = \"a\"\nurl = \"https://x/mcp\"\n";
+        let text = "[server]\nworker_threads = 0\n\n[[upstream]]\nname = \"a\"\nurl = \"http://x/mcp\"\n[upstream.tls]\nmin_version = \"1.2\"\n";
         let r = load_str(text).unwrap_err().render("w.toml");
         assert!(
             r.contains("w.toml:2:") && r.contains("worker_threads"),
             "{r}"
         );
-        assert!(r.contains("w.toml:6:") && r.contains("https"), "{r}");
+        assert!(r.contains("w.toml:7:") && r.contains("not https"), "{r}");
+        let bad_version = "[[upstream]]\nname = \"a\"\nurl = \"https://x/mcp\"\n[upstream.tls]\nmin_version = \"1.0\"\n";
+        let r = load_str(bad_version).unwrap_err().render("w.toml");
+        assert!(r.contains("w.toml:5:"), "{r}");
+        let tls = "[[upstream]]\nname = \"a\"\nurl = \"https://x/mcp\"\n[upstream.tls]\nca_file = \"ca.pem\"\n";
+        let cfg = load_str(tls).unwrap();
+        let t = cfg.upstreams[0].tls.as_ref().unwrap();
+        assert_eq!(t.min_version, crate::model::TlsVersion::Tls13);
+        assert_eq!(t.ca_file.as_deref(), Some(std::path::Path::new("ca.pem")));
         let ok =
             "[server]\nworker_threads = 1\n\n[[upstream]]\nname = \"a\"\nurl = \"http://x/mcp\"\n";
         assert_eq!(load_str(ok).unwrap().server.worker_threads, Some(1));

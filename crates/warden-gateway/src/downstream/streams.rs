@@ -55,7 +55,7 @@ pub fn upstream_refusal(e: &UpstreamError) -> Refusal {
         status,
         code::UPSTREAM_UNAVAILABLE,
         e.reason(),
-        "P4.3",
+        e.control(),
         format!("Upstream error: {e}"),
         "the MCP server behind Warden failed; retry later or ask the operator",
     );

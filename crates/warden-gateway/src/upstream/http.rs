@@ -65,6 +65,7 @@ impl HttpUpstream {
                 max_idle: 256,
                 idle_timeout: Duration::from_secs(60),
                 connect_timeout: Duration::from_secs(10),
+                tls: cfg.tls.clone(),
             },
         )?;
         Ok(Self {

@@ -4,6 +4,7 @@
 pub mod http;
 pub mod pool;
 pub mod stdio;
+pub mod tls;
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
@@ -35,6 +36,9 @@ impl Frame {
 pub enum UpstreamError {
     #[error("upstream unreachable: {0}")]
     Unreachable(String),
+    /// The upstream's TLS identity could not be verified, or TLS failed (P3.1).
+    #[error("upstream TLS failed: {0}")]
+    Tls(String),
     #[error("upstream did not answer within {0} ms")]
     Timeout(u64),
     #[error("upstream sent an invalid response: {0}")]
@@ -49,10 +53,19 @@ impl UpstreamError {
     pub fn reason(&self) -> &'static str {
         match self {
             UpstreamError::Unreachable(_) => "upstream_unreachable",
+            UpstreamError::Tls(_) => "upstream_tls_failed",
             UpstreamError::Timeout(_) => "upstream_timeout",
             UpstreamError::Invalid(_) => "upstream_invalid_response",
             UpstreamError::Exited => "upstream_exited",
             UpstreamError::Restarting(_) => "upstream_restarting",
+        }
+    }
+
+    /// The REQUIREMENTS.md control a refusal for this error cites.
+    pub fn control(&self) -> &'static str {
+        match self {
+            UpstreamError::Tls(_) => "P3.1",
+            _ => "P4.3",
         }
     }
 }

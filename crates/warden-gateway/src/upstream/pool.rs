@@ -1,5 +1,6 @@
-//! The connection pool of one remote upstream: plain TCP (`http://` only), HTTP/1.1 keep-alive
-//! connections reused last-in first-out, or one multiplexed HTTP/2 connection (prior knowledge).
+//! The connection pool of one remote upstream: plain TCP (`http://`) or verified TLS (`https://`,
+//! [`super::tls`]), HTTP/1.1 keep-alive connections reused last-in first-out, or one multiplexed
+//! HTTP/2 connection (prior knowledge over TCP, ALPN `h2` over TLS).
 //!
 //! Built on hyper's connection API rather than hyper-util's general client: Warden talks to one
 //! fixed origin per upstream, so there is no pool key to hash, no per-request URI rewriting and
@@ -22,6 +23,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 
 use super::UpstreamError;
+use super::tls::Tls;
 use crate::downstream::workers;
 
 type Body = Full<Bytes>;
@@ -35,6 +37,8 @@ pub struct PoolConfig {
     pub max_idle: usize,
     pub idle_timeout: Duration,
     pub connect_timeout: Duration,
+    /// TLS settings of an `https://` upstream (`None`: the system trust store, TLS 1.3).
+    pub tls: Option<warden_config::UpstreamTls>,
 }
 
 /// Where requests go, prepared once: the socket address, the `Host` header, and the request
@@ -47,6 +51,14 @@ struct Target {
     path: Uri,
     /// Absolute form for HTTP/2 (`:scheme` and `:authority` come from it).
     absolute: Uri,
+    /// `https://`: every connection is TLS, verified before it carries a request.
+    tls: Option<Tls>,
+}
+
+/// A connected socket, plain or TLS.
+enum Io {
+    Plain(TokioIo<TcpStream>),
+    Tls(TokioIo<Box<tokio_rustls::client::TlsStream<TcpStream>>>),
 }
 
 /// Connections are kept per connection worker ([`workers::shard`]): a request reuses only
@@ -76,14 +88,23 @@ impl Lease {
 impl Pool {
     pub fn new(uri: &Uri, cfg: PoolConfig) -> Result<Arc<Self>, UpstreamError> {
         let bad = |why: &str| UpstreamError::Unreachable(format!("upstream url {uri}: {why}"));
-        if uri.scheme_str() != Some("http") {
-            return Err(bad(
-                "only http:// is supported (put a TLS-terminating proxy in front for https)",
-            ));
-        }
+        let https = match uri.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
+            _ => return Err(bad("only http:// and https:// are supported")),
+        };
         let authority = uri.authority().ok_or_else(|| bad("no host"))?;
-        let port = authority.port_u16().unwrap_or(80);
+        let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
         let host = authority.host();
+        let tls = if https {
+            Some(Tls::new(
+                host,
+                &cfg.tls.clone().unwrap_or_default(),
+                cfg.http2,
+            )?)
+        } else {
+            None
+        };
         let addr = format!("{host}:{port}");
         let path: Uri = uri
             .path_and_query()
@@ -95,6 +116,7 @@ impl Pool {
             host: HeaderValue::from_str(authority.as_str()).map_err(|_| bad("bad host"))?,
             path,
             absolute: uri.clone(),
+            tls,
         };
         Ok(Arc::new(Self {
             target,
@@ -224,47 +246,73 @@ impl Pool {
             .unwrap_or_else(|p| p.into_inner()) = None;
     }
 
-    async fn connect(&self) -> Result<TokioIo<TcpStream>, UpstreamError> {
-        let stream = tokio::time::timeout(
-            self.cfg.connect_timeout,
-            TcpStream::connect(self.target.addr.as_str()),
-        )
-        .await
-        .map_err(|_| {
-            UpstreamError::Unreachable(format!("connect to {} timed out", self.target.addr))
-        })?
-        .map_err(|e| UpstreamError::Unreachable(format!("connect to {}: {e}", self.target.addr)))?;
-        let _ = stream.set_nodelay(true);
-        Ok(TokioIo::new(stream))
+    /// A connected socket, its TLS handshake done for `https://`; the timeout covers both.
+    async fn connect(&self) -> Result<Io, UpstreamError> {
+        let addr = self.target.addr.as_str();
+        let open = async {
+            let stream = TcpStream::connect(addr)
+                .await
+                .map_err(|e| UpstreamError::Unreachable(format!("connect to {addr}: {e}")))?;
+            let _ = stream.set_nodelay(true);
+            Ok(match &self.target.tls {
+                None => Io::Plain(TokioIo::new(stream)),
+                Some(tls) => Io::Tls(TokioIo::new(Box::new(tls.handshake(stream).await?))),
+            })
+        };
+        tokio::time::timeout(self.cfg.connect_timeout, open)
+            .await
+            .map_err(|_| UpstreamError::Unreachable(format!("connect to {addr} timed out")))?
     }
 
     async fn connect_h1(&self) -> Result<http1::SendRequest<Body>, UpstreamError> {
-        let io = self.connect().await?;
-        let (tx, conn) = http1::handshake(io)
-            .await
-            .map_err(|e| UpstreamError::Unreachable(e.to_string()))?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "upstream connection ended");
-            }
-        });
-        Ok(tx)
+        match self.connect().await? {
+            Io::Plain(io) => start_h1(io).await,
+            Io::Tls(io) => start_h1(io).await,
+        }
     }
 
     async fn connect_h2(&self) -> Result<http2::SendRequest<Body>, UpstreamError> {
-        let io = self.connect().await?;
-        let (tx, conn) = http2::handshake(TokioExecutor::new(), io)
-            .await
-            .map_err(|e| UpstreamError::Unreachable(e.to_string()))?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "upstream connection ended");
-            }
-        });
+        let tx = match self.connect().await? {
+            Io::Plain(io) => start_h2(io).await?,
+            Io::Tls(io) => start_h2(io).await?,
+        };
         *self
             .shared_shard()
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = Some(tx.clone());
         Ok(tx)
     }
+}
+
+/// An HTTP/1.1 client connection over `io`, its task spawned on this worker.
+async fn start_h1<I>(io: I) -> Result<http1::SendRequest<Body>, UpstreamError>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (tx, conn) = http1::handshake(io)
+        .await
+        .map_err(|e| UpstreamError::Unreachable(e.to_string()))?;
+    drive(conn);
+    Ok(tx)
+}
+
+/// An HTTP/2 client connection over `io`, its task spawned on this worker.
+async fn start_h2<I>(io: I) -> Result<http2::SendRequest<Body>, UpstreamError>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (tx, conn) = http2::handshake(TokioExecutor::new(), io)
+        .await
+        .map_err(|e| UpstreamError::Unreachable(e.to_string()))?;
+    drive(conn);
+    Ok(tx)
+}
+
+/// Run a client connection's I/O task on this worker until the connection ends.
+fn drive(conn: impl std::future::Future<Output = hyper::Result<()>> + Send + 'static) {
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, "upstream connection ended");
+        }
+    });
 }
