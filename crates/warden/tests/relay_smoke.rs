@@ -139,3 +139,69 @@ fn upstream_connections_are_reused_and_answers_stay_with_their_requests() {
         "20 calls opened {opened} upstream connections: the pool does not reuse them"
     );
 }
+
+/// P5.1: on SIGTERM `warden serve` stops cleanly and its audit log, read the moment the process
+/// has exited, holds the run's last request and ends with `gateway.stop`.
+#[test]
+fn sigterm_stops_serve_with_its_audit_log_complete() {
+    let up = Recorder::start(|_| {
+        Canned::json(
+            r#"{"jsonrpc":"2.0","id":1,"result":{"protocolVersion":"2025-11-25","capabilities":{},"serverInfo":{"name":"rec","version":"0"}}}"#,
+        )
+    });
+    let mut w = Warden::start(&upstream_http("rec", &up.url, None));
+    let r = request(
+        w.port,
+        "POST",
+        "/mcp",
+        &[
+            ("content-type", "application/json"),
+            ("accept", "application/json, text/event-stream"),
+        ],
+        INIT.as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let pid = w.proc.child.id().to_string();
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let mut status = None;
+    for _ in 0..200 {
+        status = w.proc.child.try_wait().unwrap();
+        if status.is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(0),
+        "clean exit on SIGTERM"
+    );
+    let text = std::fs::read_to_string(w.dir.join("audit.jsonl")).unwrap();
+    let kinds: Vec<String> = text
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["kind"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(
+        kinds.first().map(String::as_str),
+        Some("gateway.start"),
+        "{text}"
+    );
+    assert_eq!(
+        kinds.last().map(String::as_str),
+        Some("gateway.stop"),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#""method":"initialize","decision":"allow""#),
+        "{text}"
+    );
+}
