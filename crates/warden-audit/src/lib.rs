@@ -15,7 +15,7 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering, fence};
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_channel};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::thread::Thread;
 use std::time::{Duration, SystemTime};
 
@@ -158,7 +158,9 @@ pub trait AuditSink: Send + Sync {
 /// own timer: the request path pays a lock-free push, and a futex wake only for the first event
 /// after a quiet interval.
 pub struct JsonLinesSink {
-    tx: SyncSender<Box<AuditEvent>>,
+    /// `None` once closed: `close` takes the sender under the write lock, so no emit can slip an
+    /// event into the queue after the writer's last drain.
+    tx: RwLock<Option<SyncSender<Box<AuditEvent>>>>,
     shared: Arc<Shared>,
     writer: Thread,
 }
@@ -169,9 +171,7 @@ struct Shared {
     lost: AtomicU64,
     /// The writer is parked with no timeout: the next emitter must unpark it.
     parked: AtomicBool,
-    /// `close` (or drop) asked the writer to drain, flush and stop.
-    closing: AtomicBool,
-    /// Set by the writer once it has flushed its last event.
+    /// Set by the writer once it has written and flushed its last event.
     done: Mutex<bool>,
     done_cv: Condvar,
 }
@@ -199,26 +199,48 @@ impl JsonLinesSink {
         let shared2 = shared.clone();
         let handle = std::thread::Builder::new()
             .name("warden-audit".into())
-            .spawn(move || write_loop(rx, out, &shared2))?;
+            .spawn(move || write_loop(&rx, out, &shared2))?;
         Ok(Self {
-            tx,
+            tx: RwLock::new(Some(tx)),
             shared,
             writer: handle.thread().clone(),
         })
     }
 
-    fn wake_writer(&self) {
-        self.shared.closing.store(true, Ordering::Release);
+    /// Drop the only sender (waiting for emits in progress) and wake the writer, which drains
+    /// the queue until it reports disconnected, flushes and stops.
+    fn stop_writer(&self) {
+        drop(
+            self.tx
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take(),
+        );
         self.writer.unpark();
+    }
+
+    fn count_lost(&self, kind: &'static str) {
+        let n = self.shared.lost.fetch_add(1, Ordering::Relaxed) + 1;
+        tracing::error!(
+            lost = n,
+            kind,
+            "audit queue full or closed: event not written"
+        );
     }
 }
 
-fn write_loop(rx: Receiver<Box<AuditEvent>>, out: Box<dyn Write + Send>, shared: &Shared) {
+fn write_loop(rx: &Receiver<Box<AuditEvent>>, out: Box<dyn Write + Send>, shared: &Shared) {
     let mut out = std::io::BufWriter::with_capacity(256 * 1024, out);
     let write = |out: &mut std::io::BufWriter<_>, ev: &AuditEvent| {
         let ok = serde_json::to_writer(&mut *out, ev).is_ok() && out.write_all(b"\n").is_ok();
         if !ok {
             shared.lost.fetch_add(1, Ordering::Relaxed);
+        }
+    };
+    let flush = |out: &mut std::io::BufWriter<_>| {
+        if out.flush().is_err() {
+            shared.lost.fetch_add(1, Ordering::Relaxed);
+            tracing::error!("audit sink: flush failed");
         }
     };
     loop {
@@ -237,20 +259,12 @@ fn write_loop(rx: Receiver<Box<AuditEvent>>, out: Box<dyn Write + Send>, shared:
                 }
             }
         }
-        if wrote > 0 && out.flush().is_err() {
-            shared.lost.fetch_add(1, Ordering::Relaxed);
-            tracing::error!("audit sink: flush failed");
+        if wrote > 0 {
+            flush(&mut out);
         }
-        if disconnected || shared.closing.load(Ordering::Acquire) {
-            // Emitters may still race `close`: what they queued before this drain is written.
-            while let Ok(ev) = rx.try_recv() {
-                write(&mut out, &ev);
-            }
-            if out.flush().is_err() {
-                shared.lost.fetch_add(1, Ordering::Relaxed);
-            }
-            // From here on `emit` sees a closed queue and counts what it is handed as lost.
-            drop(rx);
+        if disconnected {
+            // The sender is gone (closed or dropped) and the queue is empty: everything
+            // emitted is on disk.
             if let Ok(mut done) = shared.done.lock() {
                 *done = true;
             }
@@ -270,6 +284,7 @@ fn write_loop(rx: Receiver<Box<AuditEvent>>, out: Box<dyn Write + Send>, shared:
             Ok(ev) => {
                 shared.parked.store(false, Ordering::Relaxed);
                 write(&mut out, &ev);
+                flush(&mut out);
                 continue;
             }
             Err(TryRecvError::Disconnected) => {
@@ -278,17 +293,25 @@ fn write_loop(rx: Receiver<Box<AuditEvent>>, out: Box<dyn Write + Send>, shared:
             }
             Err(TryRecvError::Empty) => {}
         }
-        if !shared.closing.load(Ordering::Acquire) {
-            std::thread::park();
-        }
+        std::thread::park();
         shared.parked.store(false, Ordering::Relaxed);
     }
 }
 
 impl AuditSink for JsonLinesSink {
     fn emit(&self, event: AuditEvent) {
-        match self.tx.try_send(Box::new(event)) {
+        let tx = self
+            .tx
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(sender) = tx.as_ref() else {
+            drop(tx);
+            self.count_lost(event.kind);
+            return;
+        };
+        match sender.try_send(Box::new(event)) {
             Ok(()) => {
+                drop(tx);
                 fence(Ordering::SeqCst);
                 if self.shared.parked.load(Ordering::Relaxed)
                     && self.shared.parked.swap(false, Ordering::Relaxed)
@@ -297,12 +320,8 @@ impl AuditSink for JsonLinesSink {
                 }
             }
             Err(TrySendError::Full(ev)) | Err(TrySendError::Disconnected(ev)) => {
-                let n = self.shared.lost.fetch_add(1, Ordering::Relaxed) + 1;
-                tracing::error!(
-                    lost = n,
-                    kind = ev.kind,
-                    "audit queue full: event not written"
-                );
+                drop(tx);
+                self.count_lost(ev.kind);
             }
         }
     }
@@ -310,7 +329,7 @@ impl AuditSink for JsonLinesSink {
         self.shared.lost.load(Ordering::Relaxed)
     }
     fn close(&self, within: Duration) {
-        self.wake_writer();
+        self.stop_writer();
         let Ok(done) = self.shared.done.lock() else {
             return;
         };
@@ -327,7 +346,7 @@ impl AuditSink for JsonLinesSink {
 impl Drop for JsonLinesSink {
     /// A dropped sink's writer drains what is queued and stops (without waiting for it).
     fn drop(&mut self) {
-        self.wake_writer();
+        self.stop_writer();
     }
 }
 

@@ -27,6 +27,23 @@ pub fn load_str(text: &str) -> Result<Config, Diagnostics> {
     }
 }
 
+/// A diagnostic about `field` of the `index`th `[[upstream]]` in `text`, placed at its line, for
+/// checks made outside this crate (files the configuration points at).
+pub fn upstream_diagnostic(
+    text: &str,
+    index: usize,
+    field: &str,
+    message: impl Into<String>,
+    hint: impl Into<String>,
+) -> Diagnostic {
+    diagnostics::at(
+        text,
+        diagnostics::span_of(text, "upstream", Some(index), Some(field)),
+        message,
+        hint,
+    )
+}
+
 /// Read, parse and validate a configuration file.
 pub fn load_file(path: &std::path::Path) -> Result<Config, Diagnostics> {
     let text = std::fs::read_to_string(path).map_err(|e| {

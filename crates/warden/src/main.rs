@@ -60,6 +60,26 @@ fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
     })
 }
 
+/// What `warden serve` would load besides the configuration file (an https upstream's CA file
+/// or the system trust store), checked the same way and placed at the upstream's line.
+fn check_files(path: &std::path::Path, cfg: &Config) -> warden_config::Diagnostics {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut out = Vec::new();
+    for (i, up) in cfg.upstreams.iter().enumerate() {
+        if let Err(e) = warden_gateway::upstream::tls::check(up) {
+            let field = if up.tls.is_some() { "tls" } else { "url" };
+            out.push(warden_config::upstream_diagnostic(
+                &text,
+                i,
+                field,
+                format!("upstream '{}': {e}", up.name),
+                "point [upstream.tls] ca_file at a readable PEM file of CA certificates (a relative path is read from the working directory), or install the system's CA certificates",
+            ));
+        }
+    }
+    warden_config::Diagnostics(out)
+}
+
 fn init_logging(cfg: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.log.level));
@@ -90,6 +110,11 @@ fn main() -> ExitCode {
     match cli.command {
         Command::CheckConfig { file } => match load(&file) {
             Ok(cfg) => {
+                let problems = check_files(&file, &cfg);
+                if !problems.0.is_empty() {
+                    eprint!("{}", problems.render(&file.display().to_string()));
+                    return ExitCode::from(2);
+                }
                 println!(
                     "{}: ok ({} upstream(s), listening on {}{})",
                     file.display(),
@@ -171,8 +196,10 @@ where
     let code = rt.block_on(f(cfg, audit.clone()));
     rt.shutdown_timeout(Duration::from_secs(2));
     audit.emit(lifecycle("gateway.stop", mode));
-    // Every request is answered or cut off by now: what the audit queue still holds goes to disk
-    // before the process exits (P5.1: nothing lost silently).
+    // The connection workers have stopped and the runtime is shut down, so every request is
+    // answered or cut off: what the audit queue holds goes to disk before the process exits. An
+    // event emitted after this (a task that outlived the grace time) is counted lost and logged,
+    // never dropped silently (P5.1).
     audit.close(Duration::from_secs(5));
     code
 }

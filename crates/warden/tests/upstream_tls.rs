@@ -250,17 +250,26 @@ fn forged_misnamed_and_downgraded_upstreams_are_refused_before_any_request() {
             front(&p.good, false, &[], inner.port),
             String::new(),
         ),
+        // rustls aborts the handshake when the client's only protocol is not on offer.
         (
-            "server refuses h2 by ALPN",
+            "server offers only http/1.1 by ALPN",
             front(&p.good, false, &[b"http/1.1"], inner.port),
+            format!("http2 = true\n{}", ca_setting(&p)),
+        ),
+        // A server that ignores ALPN completes the handshake; Warden's own check drops it.
+        (
+            "server ignores ALPN",
+            front(&p.good, false, &[], inner.port),
             format!("http2 = true\n{}", ca_setting(&p)),
         ),
     ];
     for (label, f, settings) in &cases {
         let w = outer(f.port, settings);
         assert_refused_for_tls(&w, label);
-        if label.contains("ALPN") {
-            // The handshake itself succeeded; Warden dropped the connection before a request.
+        if label.contains("ignores ALPN") {
+            // The handshake succeeded and the front forwarded the connection; Warden dropped it
+            // before writing a request.
+            assert!(f.forwarded.load(Ordering::SeqCst) >= 1, "{label}");
             assert_eq!(
                 calls_reached(&inner),
                 0,
@@ -298,7 +307,7 @@ fn forged_misnamed_and_downgraded_upstreams_are_refused_before_any_request() {
 }
 
 #[test]
-fn an_unreadable_ca_file_stops_warden_at_start() {
+fn an_unreadable_ca_file_fails_check_config_and_stops_warden_at_start() {
     let p = pki();
     for (label, file) in [
         ("missing", p.dir.join("nope.pem")),
@@ -318,6 +327,18 @@ fn an_unreadable_ca_file_stops_warden_at_start() {
             ),
         )
         .unwrap();
+        // check-config finds it first, at the [upstream.tls] line.
+        let checked = std::process::Command::new(warden_bin())
+            .arg("check-config")
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&checked.stderr);
+        assert_eq!(checked.status.code(), Some(2), "{label}: {said}");
+        assert!(
+            said.contains(&format!("{}:7:", cfg.display())) && said.contains("tls.ca_file"),
+            "{label}: {said}"
+        );
         let mut cmd = std::process::Command::new(warden_bin());
         cmd.args(["serve", "--config"]).arg(&cfg);
         let mut proc = Proc::spawn("warden", cmd);

@@ -58,7 +58,10 @@ pub async fn serve(
                     continue;
                 }
             },
-            _ = &mut shutdown => return Ok(()),
+            _ = &mut shutdown => {
+                workers.shutdown(Duration::from_secs(2)).await;
+                return Ok(());
+            }
         };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             refuse_connection(

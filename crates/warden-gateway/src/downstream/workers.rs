@@ -35,9 +35,10 @@ pub struct Accepted {
     pub permit: OwnedSemaphorePermit,
 }
 
-/// The workers' inboxes; dropping this ends them (after their connections finish or drop).
+/// The workers' inboxes; dropping this ends them (their open connections are dropped).
 pub struct Workers {
     inboxes: Vec<mpsc::UnboundedSender<Accepted>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
     next: AtomicUsize,
 }
 
@@ -54,13 +55,14 @@ impl Workers {
         Fut: std::future::Future<Output = ()> + Send + 'static,
     {
         let mut inboxes = Vec::with_capacity(n);
+        let mut threads = Vec::with_capacity(n);
         for i in 1..=n {
             let (tx, mut rx) = mpsc::unbounded_channel::<Accepted>();
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
             let serve = serve.clone();
-            std::thread::Builder::new()
+            let thread = std::thread::Builder::new()
                 .name(format!("warden-worker-{i}"))
                 .spawn(move || {
                     WORKER.with(|w| w.set(i));
@@ -78,11 +80,29 @@ impl Workers {
                     });
                 })?;
             inboxes.push(tx);
+            threads.push(thread);
         }
         Ok(Self {
             inboxes,
+            threads,
             next: AtomicUsize::new(0),
         })
+    }
+
+    /// Stop taking connections, drop the ones still open, and wait (at most `within`) for every
+    /// worker thread to end, so nothing they do happens after the caller goes on (the audit
+    /// log's `gateway.stop` is written after this).
+    pub async fn shutdown(self, within: std::time::Duration) {
+        drop(self.inboxes);
+        let threads = self.threads;
+        let joined = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+        });
+        if tokio::time::timeout(within, joined).await.is_err() {
+            tracing::warn!("connection workers did not stop within {within:?}");
+        }
     }
 
     /// Hand a connection to the next worker; gives it back if that worker has stopped.

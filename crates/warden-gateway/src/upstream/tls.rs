@@ -25,6 +25,19 @@ pub struct Tls {
     http2: bool,
 }
 
+/// Load what an `https://` upstream's TLS needs (its CA file, or the system trust store), as
+/// `warden serve` will at start: `check-config` reports the same failure. `Ok` for other upstreams.
+pub fn check(up: &warden_config::UpstreamConfig) -> Result<(), UpstreamError> {
+    let Some(url) = up.url.as_deref().filter(|u| u.starts_with("https://")) else {
+        return Ok(());
+    };
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|e| UpstreamError::Unreachable(format!("bad url {url}: {e}")))?;
+    let host = uri.host().unwrap_or_default();
+    Tls::new(host, &up.tls.clone().unwrap_or_default(), up.http2).map(|_| ())
+}
+
 impl Tls {
     /// Build the client side for `host` (the URL's host: a DNS name or an IP address, which the
     /// certificate must name). `http2` offers ALPN `h2` alone, otherwise `http/1.1`.
