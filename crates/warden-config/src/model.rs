@@ -49,6 +49,9 @@ pub struct ServerConfig {
     /// Connection worker threads (`warden serve`: each runs its own single-threaded runtime and
     /// serves whole connections; `warden wrap`: the runtime's threads). `None`: one per CPU.
     pub worker_threads: Option<usize>,
+    /// On SIGTERM / Ctrl-C, how long requests in flight may take to finish before their
+    /// connections are cut (`warden serve`). New connections are refused at once.
+    pub shutdown_grace_secs: u64,
 }
 
 impl Default for ServerConfig {
@@ -62,6 +65,7 @@ impl Default for ServerConfig {
             body_timeout_ms: 30_000,
             max_connections: 1024,
             worker_threads: None,
+            shutdown_grace_secs: 10,
         }
     }
 }

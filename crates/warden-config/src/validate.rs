@@ -51,6 +51,14 @@ pub(crate) fn validate(cfg: &Config, text: &str) -> Vec<Diagnostic> {
             "leave it out for one thread per CPU",
         ));
     }
+    if cfg.server.shutdown_grace_secs > 3600 {
+        out.push(at(
+            text,
+            server_at("shutdown_grace_secs"),
+            "server.shutdown_grace_secs must be at most 3600",
+            "a few seconds to a minute is usual; 0 cuts requests in flight at once",
+        ));
+    }
     if cfg.limits.max_body_bytes == 0 || cfg.limits.max_json_depth == 0 {
         out.push(at(
             text,

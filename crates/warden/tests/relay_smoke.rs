@@ -205,3 +205,85 @@ fn sigterm_stops_serve_with_its_audit_log_complete() {
         "{text}"
     );
 }
+
+/// On SIGTERM a request in flight is answered whole before Warden exits (graceful drain), and a
+/// new connection is refused at once.
+#[test]
+fn sigterm_lets_the_request_in_flight_finish() {
+    let arrived = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let arrived2 = arrived.clone();
+    let up = Recorder::start(move |r| {
+        let body = String::from_utf8_lossy(&r.body).into_owned();
+        if body.contains("\"tools/call\"") {
+            arrived2.store(true, std::sync::atomic::Ordering::SeqCst);
+            std::thread::sleep(std::time::Duration::from_millis(1500));
+            Canned::json(
+                r#"{"jsonrpc":"2.0","id":7,"result":{"content":[{"type":"text","text":"finished"}]}}"#,
+            )
+        } else if body.contains("\"initialize\"") {
+            Canned::json(
+                r#"{"jsonrpc":"2.0","id":1,"result":{"protocolVersion":"2025-11-25","capabilities":{"tools":{}},"serverInfo":{"name":"rec","version":"0"}}}"#,
+            )
+        } else {
+            Canned::accepted()
+        }
+    });
+    let mut w = Warden::start(&upstream_http("rec", &up.url, None));
+    let headers = [
+        ("content-type", "application/json"),
+        ("accept", "application/json, text/event-stream"),
+    ];
+    let r = request(w.port, "POST", "/mcp", &headers, INIT.as_bytes());
+    let sid = r.header("mcp-session-id").expect("session id").to_owned();
+    let port = w.port;
+    let call = std::thread::spawn(move || {
+        let mut h = headers.to_vec();
+        h.push(("mcp-session-id", &sid));
+        h.push(("mcp-protocol-version", "2025-11-25"));
+        let body = r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"x","arguments":{}}}"#;
+        request(port, "POST", "/mcp", &h, body.as_bytes())
+    });
+    // The call is at the upstream (which takes 1.5 s) when the signal comes.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !arrived.load(std::sync::atomic::Ordering::SeqCst) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the call never reached the upstream"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let pid = w.proc.child.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "a new connection is refused while draining"
+    );
+    let reply = call.join().unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert!(reply.text().contains("finished"), "{}", reply.text());
+    let mut status = None;
+    for _ in 0..200 {
+        status = w.proc.child.try_wait().unwrap();
+        if status.is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    assert_eq!(status.and_then(|s| s.code()), Some(0));
+    let text = std::fs::read_to_string(w.dir.join("audit.jsonl")).unwrap();
+    assert!(
+        text.contains(r#""method":"tools/call","tool":"x","decision":"allow""#),
+        "{text}"
+    );
+    assert!(
+        text.lines().last().unwrap().contains("\"gateway.stop\""),
+        "{text}"
+    );
+}

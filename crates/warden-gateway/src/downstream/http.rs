@@ -20,7 +20,7 @@ use warden_proto::{Generation, Kind, Message, ProtocolVersion, envelope};
 
 use super::body::Response;
 use super::respond;
-use super::workers::{self, Accepted, Workers};
+use super::workers::{self, Accepted, Draining, Workers};
 use crate::gateway::{Gateway, SessionState};
 use crate::guard::{Ctx, HttpFacts, Refusal};
 use crate::router;
@@ -46,7 +46,10 @@ pub async fn serve(
             / 2)
         .clamp(50, 1000),
     );
-    let workers = Workers::start(n, tick, move |c| serve_connection(served.clone(), c))?;
+    let grace = Duration::from_secs(gw.cfg.server.shutdown_grace_secs);
+    let workers = Workers::start(n, tick, grace, move |c, d| {
+        serve_connection(served.clone(), c, d)
+    })?;
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -59,7 +62,10 @@ pub async fn serve(
                 }
             },
             _ = &mut shutdown => {
-                workers.shutdown(Duration::from_secs(2)).await;
+                // New connections are refused from here on; those open finish their requests.
+                drop(listener);
+                tracing::info!(grace_secs = grace.as_secs(), "shutting down: draining connections");
+                workers.shutdown(grace + Duration::from_secs(1)).await;
                 return Ok(());
             }
         };
@@ -125,7 +131,7 @@ fn refuse_connection(
 }
 
 /// One downstream connection, on its worker's runtime.
-async fn serve_connection(gw: Arc<Gateway>, conn: Accepted) {
+async fn serve_connection(gw: Arc<Gateway>, conn: Accepted, mut draining: Draining) {
     let Accepted {
         stream,
         peer,
@@ -158,7 +164,17 @@ async fn serve_connection(gw: Arc<Gateway>, conn: Accepted) {
         .http2()
         .timer(TokioTimer::new())
         .keep_alive_interval(Some(Duration::from_secs(30)));
-    let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
+    let conn = builder.serve_connection(TokioIo::new(stream), svc);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = async { drop(draining.wait_for(|d| *d).await) } => {
+            // Shutting down: finish the request in flight, then close (HTTP/1.1: no keep-alive;
+            // HTTP/2: GOAWAY).
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
     drop(permit);
 }
 

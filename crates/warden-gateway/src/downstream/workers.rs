@@ -9,7 +9,8 @@ use std::cell::Cell;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
+use tokio::task::JoinSet;
 
 /// Per-worker state is kept in this many shards (worker number modulo it).
 pub const SHARDS: usize = 64;
@@ -35,10 +36,15 @@ pub struct Accepted {
     pub permit: OwnedSemaphorePermit,
 }
 
+/// Turns `true` when Warden is shutting down: a connection finishes the request it is serving
+/// and closes (hyper's graceful shutdown).
+pub type Draining = watch::Receiver<bool>;
+
 /// The workers' inboxes; dropping this ends them (their open connections are dropped).
 pub struct Workers {
     inboxes: Vec<mpsc::UnboundedSender<Accepted>>,
     threads: Vec<std::thread::JoinHandle<()>>,
+    draining: watch::Sender<bool>,
     next: AtomicUsize,
 }
 
@@ -49,14 +55,24 @@ impl Workers {
     /// an extra `epoll_wait`) whenever a new timer is due before the reactor's next planned
     /// wake-up; hyper arms a header-read timer for every request, so without a nearer tick every
     /// request paid that. Set `tick` below the shortest per-request timeout.
-    pub fn start<F, Fut>(n: usize, tick: std::time::Duration, serve: F) -> std::io::Result<Self>
+    ///
+    /// Once told to drain ([`Workers::shutdown`]), a worker waits at most `grace` for its
+    /// connections to finish, then drops the rest.
+    pub fn start<F, Fut>(
+        n: usize,
+        tick: std::time::Duration,
+        grace: std::time::Duration,
+        serve: F,
+    ) -> std::io::Result<Self>
     where
-        F: Fn(Accepted) -> Fut + Send + Clone + 'static,
+        F: Fn(Accepted, Draining) -> Fut + Send + Clone + 'static,
         Fut: std::future::Future<Output = ()> + Send + 'static,
     {
         let mut inboxes = Vec::with_capacity(n);
         let mut threads = Vec::with_capacity(n);
+        let (draining, drain_rx) = watch::channel(false);
         for i in 1..=n {
+            let drain_rx = drain_rx.clone();
             let (tx, mut rx) = mpsc::unbounded_channel::<Accepted>();
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -74,8 +90,26 @@ impl Workers {
                                 every.tick().await;
                             }
                         });
-                        while let Some(conn) = rx.recv().await {
-                            tokio::spawn(serve(conn));
+                        let mut conns = JoinSet::new();
+                        loop {
+                            tokio::select! {
+                                conn = rx.recv() => match conn {
+                                    Some(conn) => {
+                                        conns.spawn(serve(conn, drain_rx.clone()));
+                                    }
+                                    None => break,
+                                },
+                                Some(_) = conns.join_next(), if !conns.is_empty() => {}
+                            }
+                        }
+                        // Shutting down: the connections were told to drain; wait for them.
+                        let drained = async { while conns.join_next().await.is_some() {} };
+                        if tokio::time::timeout(grace, drained).await.is_err() {
+                            tracing::warn!(
+                                worker = i,
+                                open = conns.len(),
+                                "shutdown grace over: cutting the connections still open"
+                            );
                         }
                     });
                 })?;
@@ -85,14 +119,17 @@ impl Workers {
         Ok(Self {
             inboxes,
             threads,
+            draining,
             next: AtomicUsize::new(0),
         })
     }
 
-    /// Stop taking connections, drop the ones still open, and wait (at most `within`) for every
-    /// worker thread to end, so nothing they do happens after the caller goes on (the audit
-    /// log's `gateway.stop` is written after this).
+    /// Stop taking connections, let each open one finish its request in flight (each worker
+    /// waits its `grace`, then drops what is left), and wait at most `within` for every worker
+    /// thread to end, so nothing they do happens after the caller goes on (the audit log's
+    /// `gateway.stop` is written after this).
     pub async fn shutdown(self, within: std::time::Duration) {
+        let _ = self.draining.send(true);
         drop(self.inboxes);
         let threads = self.threads;
         let joined = tokio::task::spawn_blocking(move || {
