@@ -4,9 +4,11 @@
 
 mod support;
 
+use std::time::Duration;
 use support::client::request;
 use support::recorder::{Canned, Recorder};
-use support::{Warden, upstream_http};
+
+use support::{Warden, audit_kinds, upstream_http};
 
 const INIT: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{"sampling":{},"x-unknown":{"a":[1,2]}},"clientInfo":{"name":"t","version":"1"},"_meta":{}}}"#;
 
@@ -161,35 +163,14 @@ fn sigterm_stops_serve_with_its_audit_log_complete() {
         INIT.as_bytes(),
     );
     assert_eq!(r.status, 200, "{}", r.text());
-    let pid = w.proc.child.id().to_string();
-    let kill = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    let mut status = None;
-    for _ in 0..200 {
-        status = w.proc.child.try_wait().unwrap();
-        if status.is_some() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(25));
-    }
+    w.proc.sigterm();
     assert_eq!(
-        status.and_then(|s| s.code()),
+        w.proc.wait_exit(Duration::from_secs(5)),
         Some(0),
         "clean exit on SIGTERM"
     );
     let text = std::fs::read_to_string(w.dir.join("audit.jsonl")).unwrap();
-    let kinds: Vec<String> = text
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["kind"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
+    let kinds = audit_kinds(&text);
     assert_eq!(
         kinds.first().map(String::as_str),
         Some("gateway.start"),
@@ -216,7 +197,7 @@ fn sigterm_lets_the_request_in_flight_finish() {
         let body = String::from_utf8_lossy(&r.body).into_owned();
         if body.contains("\"tools/call\"") {
             arrived2.store(true, std::sync::atomic::Ordering::SeqCst);
-            std::thread::sleep(std::time::Duration::from_millis(1500));
+            std::thread::sleep(Duration::from_millis(1500));
             Canned::json(
                 r#"{"jsonrpc":"2.0","id":7,"result":{"content":[{"type":"text","text":"finished"}]}}"#,
             )
@@ -244,23 +225,16 @@ fn sigterm_lets_the_request_in_flight_finish() {
         request(port, "POST", "/mcp", &h, body.as_bytes())
     });
     // The call is at the upstream (which takes 1.5 s) when the signal comes.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while !arrived.load(std::sync::atomic::Ordering::SeqCst) {
         assert!(
             std::time::Instant::now() < deadline,
             "the call never reached the upstream"
         );
-        std::thread::sleep(std::time::Duration::from_millis(10));
+        std::thread::sleep(Duration::from_millis(10));
     }
-    let pid = w.proc.child.id().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    w.proc.sigterm();
+    std::thread::sleep(Duration::from_millis(300));
     assert!(
         std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
         "a new connection is refused while draining"
@@ -268,22 +242,15 @@ fn sigterm_lets_the_request_in_flight_finish() {
     let reply = call.join().unwrap();
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert!(reply.text().contains("finished"), "{}", reply.text());
-    let mut status = None;
-    for _ in 0..200 {
-        status = w.proc.child.try_wait().unwrap();
-        if status.is_some() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(25));
-    }
-    assert_eq!(status.and_then(|s| s.code()), Some(0));
+    assert_eq!(w.proc.wait_exit(Duration::from_secs(5)), Some(0));
     let text = std::fs::read_to_string(w.dir.join("audit.jsonl")).unwrap();
     assert!(
         text.contains(r#""method":"tools/call","tool":"x","decision":"allow""#),
         "{text}"
     );
-    assert!(
-        text.lines().last().unwrap().contains("\"gateway.stop\""),
+    assert_eq!(
+        audit_kinds(&text).last().map(String::as_str),
+        Some("gateway.stop"),
         "{text}"
     );
 }

@@ -7,10 +7,10 @@ mod support;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use support::tiny::tiny;
-use support::{temp_dir, toml_str, warden_bin};
+use support::{audit_kinds, temp_dir, toml_str, wait_exit, warden_bin};
 
 #[test]
 fn wrap_relays_refuses_and_shuts_down() {
@@ -68,18 +68,11 @@ fn wrap_relays_refuses_and_shuts_down() {
     );
 
     drop(stdin); // EOF: the wrapper closes the server's stdin and exits
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "warden wrap did not exit after EOF"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert!(status.success(), "{status:?}");
+    assert_eq!(
+        wait_exit(&mut child, Duration::from_secs(10)),
+        Some(0),
+        "warden wrap exits cleanly after EOF"
+    );
     let mut stderr = String::new();
     child
         .stderr
@@ -109,18 +102,15 @@ fn wrap_relays_refuses_and_shuts_down() {
     );
     // P5.1: the run is bracketed, and what was queued at exit reached the file before the
     // process ended (read right after exit, no waiting).
-    let kinds: Vec<String> = audit
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["kind"].to_string())
-        .collect();
+    let kinds = audit_kinds(&audit);
     assert_eq!(
         kinds.first().map(String::as_str),
-        Some("\"gateway.start\""),
+        Some("gateway.start"),
         "{audit}"
     );
     assert_eq!(
         kinds.last().map(String::as_str),
-        Some("\"gateway.stop\""),
+        Some("gateway.stop"),
         "{audit}"
     );
     assert!(

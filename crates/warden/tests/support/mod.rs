@@ -152,6 +152,44 @@ impl Proc {
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
+
+    /// Send SIGTERM (what a service manager sends to stop Warden).
+    pub fn sigterm(&self) {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status();
+        assert!(sent.is_ok_and(|s| s.success()), "kill -TERM {pid} failed");
+    }
+
+    /// Wait for the process to exit; its exit code (`None`: still running after `timeout`, or
+    /// killed by a signal).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        wait_exit(&mut self.child, timeout)
+    }
+}
+
+/// Wait for `child` to exit; its exit code (`None`: still running after `timeout`, or killed by
+/// a signal).
+pub fn wait_exit(child: &mut Child, timeout: Duration) -> Option<i32> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return status.code();
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// The `kind` of every event in an audit log's text, in order.
+pub fn audit_kinds(text: &str) -> Vec<String> {
+    text.lines()
+        .map(|l| {
+            let ev: serde_json::Value = serde_json::from_str(l).expect("audit line is JSON");
+            ev["kind"].as_str().unwrap_or_default().to_owned()
+        })
+        .collect()
 }
 
 /// Port from a line like `... listening on http://127.0.0.1:PORT/mcp`.
