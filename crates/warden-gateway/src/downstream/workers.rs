@@ -44,7 +44,6 @@ pub type Draining = watch::Receiver<bool>;
 pub struct Workers {
     inboxes: Vec<mpsc::UnboundedSender<Accepted>>,
     threads: Vec<std::thread::JoinHandle<()>>,
-    draining: watch::Sender<bool>,
     next: AtomicUsize,
 }
 
@@ -70,9 +69,7 @@ impl Workers {
     {
         let mut inboxes = Vec::with_capacity(n);
         let mut threads = Vec::with_capacity(n);
-        let (draining, drain_rx) = watch::channel(false);
         for i in 1..=n {
-            let drain_rx = drain_rx.clone();
             let (tx, mut rx) = mpsc::unbounded_channel::<Accepted>();
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -90,6 +87,9 @@ impl Workers {
                                 every.tick().await;
                             }
                         });
+                        // This worker's own drain signal: its connections never share a lock
+                        // with another thread's.
+                        let (draining, drain_rx) = watch::channel(false);
                         let mut conns = JoinSet::new();
                         loop {
                             tokio::select! {
@@ -102,7 +102,9 @@ impl Workers {
                                 Some(_) = conns.join_next(), if !conns.is_empty() => {}
                             }
                         }
-                        // Shutting down: the connections were told to drain; wait for them.
+                        // The inbox closed: Warden is shutting down. Tell the connections to
+                        // finish their requests in flight, and wait for them.
+                        let _ = draining.send(true);
                         let drained = async { while conns.join_next().await.is_some() {} };
                         if tokio::time::timeout(grace, drained).await.is_err() {
                             tracing::warn!(
@@ -119,17 +121,15 @@ impl Workers {
         Ok(Self {
             inboxes,
             threads,
-            draining,
             next: AtomicUsize::new(0),
         })
     }
 
-    /// Stop taking connections, let each open one finish its request in flight (each worker
-    /// waits its `grace`, then drops what is left), and wait at most `within` for every worker
-    /// thread to end, so nothing they do happens after the caller goes on (the audit log's
-    /// `gateway.stop` is written after this).
+    /// Stop taking connections (closing the inboxes tells each worker to drain), let each open
+    /// one finish its request in flight (each worker waits its `grace`, then drops what is left),
+    /// and wait at most `within` for every worker thread to end, so nothing they do happens after
+    /// the caller goes on (the audit log's `gateway.stop` is written after this).
     pub async fn shutdown(self, within: std::time::Duration) {
-        let _ = self.draining.send(true);
         drop(self.inboxes);
         let threads = self.threads;
         let joined = tokio::task::spawn_blocking(move || {
