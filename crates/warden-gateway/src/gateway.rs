@@ -1,5 +1,6 @@
-//! The gateway's shared state: configuration, pipeline, upstreams, sessions, audit and metrics,
-//! and [`Gateway::forward`], the one way a cleared message reaches an upstream.
+//! The gateway's shared state: configuration, pipeline, upstreams, sessions, guard state, audit
+//! and metrics; [`Gateway::forward`], the one way a cleared message reaches an upstream; and
+//! [`Gateway::end_session`], the one way a session ends.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -12,9 +13,11 @@ use warden_config::{Config, UpstreamConfig};
 use warden_proto::limits::Limits;
 use warden_proto::{Kind, Message, ProtocolVersion};
 
-use crate::guard::{Ctx, Refusal};
+use warden_guard::{Ctx, Front, GuardEnv, MemoryStore, Outcome, Refusal, SessionKey, SessionStore};
+
 use crate::metrics::{Metrics, UpstreamLabel};
 use crate::pipeline::{Cleared, Pipeline};
+use crate::session::Owner;
 use crate::session::Sessions;
 use crate::upstream::http::HttpUpstream;
 use crate::upstream::stdio::{EventHook, StdioUpstream};
@@ -59,7 +62,13 @@ pub struct SessionState {
     /// Upstreams that answered `initialize`; others are left out of this session.
     pub live: Vec<AtomicBool>,
     /// Warden-numbered, resumable SSE streams of this session (stdio upstreams).
-    pub events: Arc<crate::downstream::event_log::EventLog>,
+    pub events: Arc<crate::exchange::event_log::EventLog>,
+    /// The guards' state store key for this session.
+    pub key: SessionKey,
+    /// Requests Warden itself sent the client (elicitation), awaiting their answers.
+    pub waiters: crate::exchange::client_link::Waiters,
+    /// Capabilities the client declared at `initialize` (top-level names).
+    pub client_caps: Mutex<Vec<String>>,
 }
 
 pub struct Gateway {
@@ -71,14 +80,29 @@ pub struct Gateway {
     pub metrics: Arc<Metrics>,
     pub limits: Limits,
     /// Names learned from merged lists (several upstreams).
-    pub catalog: Mutex<crate::aggregate::Catalog>,
+    pub catalog: Mutex<crate::exchange::route::Catalog>,
+    /// Where guards keep per-session state.
+    pub store: Arc<dyn SessionStore>,
     request_seq: AtomicU64,
     hook: EventHook,
     stdio_label: Arc<str>,
 }
 
 impl Gateway {
+    /// A gateway with the default guards of [`crate::pipeline::guards`].
     pub fn new(cfg: Config, audit: Arc<dyn AuditSink>) -> Result<Arc<Self>, UpstreamError> {
+        Self::with_pipeline(cfg, audit, Pipeline::new)
+    }
+
+    /// A gateway whose pipeline `build` makes (tests add guards of their own this way).
+    pub fn with_pipeline(
+        cfg: Config,
+        audit: Arc<dyn AuditSink>,
+        build: impl FnOnce(&Config, &GuardEnv) -> Pipeline,
+    ) -> Result<Arc<Self>, UpstreamError> {
+        let env = GuardEnv {
+            audit: audit.clone(),
+        };
         let metrics = Arc::new(Metrics::new());
         let hook = event_hook(audit.clone(), metrics.clone());
         let max = cfg.limits.max_upstream_message_bytes;
@@ -109,7 +133,7 @@ impl Gateway {
             max_depth: cfg.limits.max_json_depth,
         };
         Ok(Arc::new(Self {
-            pipeline: Pipeline::new(&cfg),
+            pipeline: build(&cfg, &env),
             sessions: Sessions::new(cfg.sessions.clone()),
             cfg: Arc::new(cfg),
             upstreams,
@@ -117,6 +141,7 @@ impl Gateway {
             metrics,
             limits,
             catalog: Mutex::new(Default::default()),
+            store: Arc::new(MemoryStore::default()),
             request_seq: AtomicU64::new(1),
             hook,
             stdio_label: "stdio".into(),
@@ -130,7 +155,12 @@ impl Gateway {
 
     /// A context for a message from the local stdio client.
     pub fn stdio_ctx(&self) -> Ctx {
-        Ctx::new(self.next_request_id(), None, self.stdio_label.clone())
+        Ctx::new(
+            self.next_request_id(),
+            Front::Stdio,
+            None,
+            self.stdio_label.clone(),
+        )
     }
 
     /// The links a new session gets: stdio upstreams get their own child, spawned on first use.
@@ -157,22 +187,76 @@ impl Gateway {
             .map(|_| AtomicBool::new(true))
             .collect();
         SessionState {
+            key: SessionKey(fingerprint.clone()),
             fingerprint,
             version: Mutex::new(None),
             links,
             live,
             events: Default::default(),
+            waiters: Default::default(),
+            client_caps: Mutex::new(Vec::new()),
         }
     }
 
+    /// End a session of `owner` (DELETE, an upstream refusing `initialize`, revocation): it
+    /// leaves the table and the gauge, its stdio children stop, Warden's own pending requests to
+    /// the client are cancelled, and every guard's `session_end` runs before its state is
+    /// dropped. Returns the state, or `None` when no such session of that owner is open.
+    pub async fn end_session(&self, owner: &Owner, id: &str) -> Option<Arc<SessionState>> {
+        let s = self.sessions.remove(owner, id);
+        self.metrics.sessions_open.set(self.sessions.len() as i64);
+        if let Some(s) = &s {
+            self.close_session(s).await;
+        }
+        s
+    }
+
+    /// What ending a session does beyond the table (also for sessions that expired).
+    pub async fn close_session(&self, s: &SessionState) {
+        for link in &s.links {
+            if let Link::Stdio(child) = link {
+                child.shutdown().await;
+            }
+        }
+        s.waiters.close();
+        self.pipeline.session_end(&s.key).await;
+        self.store.end(&s.key).resolve().await;
+    }
+
+    /// Expire idle and old sessions (called on a timer).
+    pub async fn sweep_sessions(&self) {
+        for s in self.sessions.sweep() {
+            self.close_session(&s).await;
+        }
+        self.metrics.sessions_open.set(self.sessions.len() as i64);
+    }
+
     /// Send a cleared message to upstream `idx`, over the session's link when there is one.
+    /// `msg` is the parse of the cleared bytes.
     pub async fn forward(
         &self,
         idx: usize,
         session: Option<&SessionState>,
         headers: &HeaderMap,
         msg: &Message<'_>,
-        cleared: Cleared,
+        cleared: &Cleared,
+    ) -> Result<(Reply, Option<String>), UpstreamError> {
+        let own = cleared.upstream_headers();
+        let own = (!own.is_empty()).then_some(own);
+        self.send(idx, session, headers, own, msg, cleared.bytes().clone())
+            .await
+    }
+
+    /// Warden's own message to an upstream (the `server/discover` probe): not a client's, so it
+    /// needs no clearance.
+    async fn send(
+        &self,
+        idx: usize,
+        session: Option<&SessionState>,
+        headers: &HeaderMap,
+        own: Option<&HeaderMap>,
+        msg: &Message<'_>,
+        bytes: Bytes,
     ) -> Result<(Reply, Option<String>), UpstreamError> {
         let up = &self.upstreams[idx];
         let result = match (&up.transport, session.map(|s| &s.links[idx])) {
@@ -183,7 +267,7 @@ impl Gateway {
                     }
                     _ => None,
                 };
-                h.send(Method::POST, headers, sid.as_deref(), cleared.0)
+                h.send(Method::POST, headers, own, sid.as_deref(), bytes)
                     .await
                     .map(|a| (a.reply, a.session_id))
             }
@@ -202,13 +286,13 @@ impl Gateway {
                         },
                     );
                     if sent.is_ok() && msg.method() == Some("initialize") {
-                        child.remember_init(Some(cleared.0.clone()), None);
+                        child.remember_init(Some(bytes.clone()), None);
                     }
                     sent
                 } else {
-                    let sent = child.send(&cleared.0).await.map(|()| Reply::Accepted);
+                    let sent = child.send(&bytes).await.map(|()| Reply::Accepted);
                     if sent.is_ok() && msg.method() == Some("notifications/initialized") {
-                        child.remember_init(None, Some(cleared.0.clone()));
+                        child.remember_init(None, Some(bytes.clone()));
                     }
                     sent
                 };
@@ -247,7 +331,10 @@ impl Gateway {
             return None;
         };
         let sid = session_id.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        Some(h.send(method, headers, sid.as_deref(), Bytes::new()).await)
+        Some(
+            h.send(method, headers, None, sid.as_deref(), Bytes::new())
+                .await,
+        )
     }
 
     /// Open upstream `idx`'s standalone stream for the session and keep it until the client asks
@@ -307,17 +394,18 @@ impl Gateway {
         );
         let timeout = std::time::Duration::from_millis(up.cfg.timeout_ms.min(15_000));
         let answer = match self
-            .forward(
+            .send(
                 idx,
                 None,
                 &headers,
+                None,
                 &msg,
-                Cleared(Bytes::from_static(PROBE.as_bytes())),
+                Bytes::from_static(PROBE.as_bytes()),
             )
             .await
         {
             Ok((reply, _)) => {
-                crate::aggregate::final_message(reply, "\"warden-discover\"", timeout).await
+                crate::exchange::fanout::final_message(reply, "\"warden-discover\"", timeout).await
             }
             Err(e) => Err(e),
         };
@@ -338,7 +426,15 @@ impl Gateway {
             .inc();
         self.metrics
             .record(ctx.method.as_deref(), Decision::Deny, None);
-        let mut ev = self.event(ctx, "mcp.refusal", Decision::Deny);
+        self.pipeline.done(
+            ctx,
+            &Outcome {
+                decision: Decision::Deny,
+                status: Some(r.status),
+                reason: Some(r.reason),
+            },
+        );
+        let mut ev = ctx.event("mcp.refusal", Decision::Deny);
         ev.reason = Some(r.reason.into());
         ev.control = Some(r.control);
         ev.hint = Some(r.hint.to_string());
@@ -350,17 +446,7 @@ impl Gateway {
 
     /// An audit event prefilled from the context.
     pub fn event(&self, ctx: &Ctx, kind: &'static str, decision: Decision) -> AuditEvent {
-        let mut ev = AuditEvent::new(kind, decision);
-        ev.request_id = Some(ctx.request_id);
-        ev.session = ctx.session.clone();
-        ev.client = Some(ctx.client_label.clone());
-        ev.subject = ctx.subject.clone();
-        ev.upstream = ctx.upstream.clone();
-        ev.method = ctx.method.clone();
-        ev.tool = ctx.tool.clone();
-        ev.latency_us = Some(ctx.started.elapsed().as_micros() as u64);
-        ev.facts = ctx.facts.clone();
-        ev
+        ctx.event(kind, decision)
     }
 
     /// Record a completed exchange.
@@ -376,7 +462,15 @@ impl Gateway {
             decision,
             Some(ctx.started.elapsed().as_secs_f64()),
         );
-        let mut ev = self.event(ctx, "mcp.request", decision);
+        self.pipeline.done(
+            ctx,
+            &Outcome {
+                decision,
+                status,
+                reason,
+            },
+        );
+        let mut ev = ctx.event("mcp.request", decision);
         ev.status = status;
         ev.reason = reason.map(Into::into);
         self.audit.emit(ev);

@@ -1,25 +1,25 @@
 //! # warden-gateway
 //!
-//! Owns the relay: the [`pipeline`] of guards (the order is written in `pipeline.rs`), the
-//! [`guard`] interface every control implements, the downstream transports (Streamable HTTP in
-//! [`downstream::http`], the stdio wrapper in [`downstream::stdio`]), the upstream transports
-//! ([`upstream`]), sessions ([`session`]), routing across upstreams ([`router`], [`aggregate`]),
-//! the audit glue and [`metrics`].
+//! Owns the I/O around the guards: the [`exchange`] core (the one path every message takes:
+//! route, guards, forward, relay), the front ends that read and write the client's wire
+//! ([`downstream::http`] for `warden serve`, [`downstream::stdio`] for `warden wrap`), the
+//! upstream transports ([`upstream`]), sessions ([`session`]), the [`pipeline`] that orders the
+//! guards, the guards that belong to the transport ([`guards`]), metrics and the admin listener.
 //!
-//! It must not decide policy itself: every allow/deny decision is a guard's, and each guard's
-//! logic lives in its own module (or decision crate). It must not re-serialise a message it did
-//! not change: the bytes a client or server sent are the bytes forwarded.
+//! It must not decide policy itself: every allow/deny decision is a guard's, written against the
+//! I/O-free interface of `warden-guard`, with its logic in its own module or decision crate. It
+//! must not re-serialise a message it did not change: the bytes a client or server sent are the
+//! bytes forwarded.
 
 pub mod admin;
-pub mod aggregate;
 pub mod downstream;
+pub mod exchange;
 pub mod gateway;
-pub mod guard;
 pub mod guards;
 pub mod metrics;
 pub mod pipeline;
-pub mod router;
 pub mod session;
 pub mod upstream;
 
 pub use gateway::Gateway;
+pub use warden_guard as guard;

@@ -1,27 +1,35 @@
-//! The order of Warden's guards — the one place it is written.
+//! The order of Warden's guards — the one place it is written — and the runner that walks them.
 //!
-//! Before any guard sees a message, the relay applies the input limits (size, UTF-8, depth) and
-//! parses the JSON-RPC envelope (P1.1); a message that fails there is answered -32700/-32600 and
-//! audited. Then:
+//! Before any guard sees a message, the exchange core applies the input limits (size, UTF-8,
+//! depth), parses the JSON-RPC envelope (P1.1) and resolves the route; a message that fails there
+//! is answered -32700/-32600 and audited. Then:
 //!
-//! * HTTP request heads meet the guards top-down (`http_request`).
-//! * Client→server messages meet the guards **top-down** (`client_message`).
-//! * Server→client messages meet the guards **bottom-up** (`server_message`).
+//! * HTTP request heads meet the guards top-down (`http_request`); paths a guard registered are
+//!   served by it (`serve_local`).
+//! * Client→server messages meet the guards **top-down** (`client_message`), then the upstream
+//!   request is shaped top-down (`upstream_request`).
+//! * Server→client messages, list items and outcomes meet them **bottom-up** (`server_message`,
+//!   `list_item`, `done`).
 //!
-//! A `Deny` stops the walk; a `Rewrite` replaces the message for the guards after it. Identity,
-//! policy, tool pinning, inspection, limits and audit guards slot into this list as they land.
+//! A `Deny` stops the walk; a `Rewrite` replaces the message for the guards after it (rewrites
+//! compose); an `Answer` ends a client request locally. Identity, policy, tool pinning,
+//! inspection and limits guards slot into [`guards`] as they land.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
+use http::HeaderMap;
 use warden_config::Config;
+use warden_guard::{
+    Check, Ctx, Guard, GuardEnv, HttpFacts, ItemVerdict, ListItem, LocalResponse, Outcome, Refusal,
+    SessionKey, UpstreamRequest, Verdict,
+};
 use warden_proto::Message;
 
-use crate::guard::{Ctx, Guard, HttpFacts, Refusal, Verdict};
 use crate::guards::{host_origin::HostOrigin, protocol::StatelessRules, tool_headers::ToolHeaders};
 
 /// The guards, in order.
-pub fn guards(cfg: &Config) -> Vec<Box<dyn Guard>> {
+pub fn guards(cfg: &Config, _env: &GuardEnv) -> Vec<Box<dyn Guard>> {
     vec![
         // P8.4 DNS-rebinding defence: Host and Origin allowlists.
         Box::new(HostOrigin::new(&cfg.server)),
@@ -33,31 +41,78 @@ pub fn guards(cfg: &Config) -> Vec<Box<dyn Guard>> {
     ]
 }
 
-/// The guards as one value the transports share.
+/// The guards as one value the front ends and the exchange core share.
 #[derive(Clone)]
 pub struct Pipeline {
     guards: Arc<Vec<Box<dyn Guard>>>,
+    /// Paths guards serve themselves, with the guard's position.
+    local: Arc<Vec<(String, usize)>>,
 }
 
-/// A message that has passed every client→server guard; only this can be forwarded upstream.
-pub struct Cleared(pub Bytes);
+/// A message that has passed every client→server guard. Only the pipeline makes one (its field
+/// is private and it has one constructor), and only this can be forwarded upstream.
+pub struct Cleared {
+    bytes: Bytes,
+    /// A guard rewrote the message (parse `bytes` again before reading it).
+    changed: bool,
+    /// What the guards add to the upstream request.
+    upstream: UpstreamRequest,
+}
+
+impl Cleared {
+    fn new(bytes: Bytes, changed: bool, upstream: UpstreamRequest) -> Self {
+        Self {
+            bytes,
+            changed,
+            upstream,
+        }
+    }
+    /// Did a guard rewrite the message?
+    pub fn changed(&self) -> bool {
+        self.changed
+    }
+    /// The bytes to send.
+    pub fn bytes(&self) -> &Bytes {
+        &self.bytes
+    }
+    /// The headers guards set for the upstream request.
+    pub fn upstream_headers(&self) -> &HeaderMap {
+        &self.upstream.headers
+    }
+}
+
+/// What the client→server walk decided.
+pub enum Passed {
+    /// Forward this.
+    Forward(Cleared),
+    /// A guard answered the request itself: this is the JSON-RPC `result` text.
+    Answer(Vec<u8>),
+}
 
 /// What a walk over a message the caller already parsed gives back.
 pub enum Walked {
     /// No guard changed it: the caller's bytes and parse still stand.
     Unchanged,
-    /// A guard rewrote it: these bytes replace the message (parse them again).
+    /// A guard rewrote it: these bytes replace the message.
     Rewritten(Bytes),
 }
 
 impl Pipeline {
-    pub fn new(cfg: &Config) -> Self {
-        Self::from_guards(guards(cfg))
+    /// The default guards for `cfg`.
+    pub fn new(cfg: &Config, env: &GuardEnv) -> Self {
+        Self::from_guards(guards(cfg, env))
     }
 
+    /// Exactly these guards, in this order.
     pub fn from_guards(guards: Vec<Box<dyn Guard>>) -> Self {
+        let local = guards
+            .iter()
+            .enumerate()
+            .flat_map(|(i, g)| g.local_paths().into_iter().map(move |p| (p, i)))
+            .collect();
         Self {
             guards: Arc::new(guards),
+            local: Arc::new(local),
         }
     }
 
@@ -66,56 +121,127 @@ impl Pipeline {
         self.guards.iter().map(|g| g.name()).collect()
     }
 
-    pub fn http_request(&self, facts: &HttpFacts<'_>, ctx: &mut Ctx) -> Result<(), Refusal> {
+    /// Is `path` served by a guard?
+    pub fn serves(&self, path: &str) -> bool {
+        self.local.iter().any(|(p, _)| p == path)
+    }
+
+    /// Serve a path a guard registered; `None` when no guard answers it.
+    pub async fn serve_local(&self, req: &HttpFacts<'_>, ctx: &mut Ctx) -> Option<LocalResponse> {
+        for (p, i) in self.local.iter() {
+            if p == req.path
+                && let Some(r) = self.guards[*i].serve_local(req, ctx).resolve().await
+            {
+                return Some(r);
+            }
+        }
+        None
+    }
+
+    /// The HTTP request head, top-down.
+    pub async fn http_request(&self, facts: &HttpFacts<'_>, ctx: &mut Ctx) -> Result<(), Refusal> {
         for g in self.guards.iter() {
-            if let Verdict::Deny(r) = g.http_request(facts, ctx) {
-                return Err(with_guard(r, g.name(), ctx));
+            match g.http_request(facts, ctx).resolve().await {
+                Verdict::Continue => {}
+                Verdict::Deny(r) => return Err(with_guard(r, g.name(), ctx)),
+                // A head has no message to rewrite or answer: a guard that tries fails closed.
+                Verdict::Rewrite(_) | Verdict::Answer(_) => {
+                    return Err(with_guard(Refusal::internal(), g.name(), ctx));
+                }
             }
         }
         Ok(())
     }
 
-    /// Walk a client→server message top-down.
-    pub async fn client_message(&self, raw: Bytes, ctx: &mut Ctx) -> Result<Cleared, Refusal> {
-        match self.client_parsed(&parse(&raw)?, ctx).await? {
-            Walked::Unchanged => Ok(Cleared(raw)),
-            Walked::Rewritten(b) => Ok(Cleared(b)),
+    /// Walk a routed client→server message top-down, then shape the upstream request.
+    pub async fn client(
+        &self,
+        raw: &Bytes,
+        msg: &Message<'_>,
+        ctx: &mut Ctx,
+    ) -> Result<Passed, Refusal> {
+        let (bytes, changed) = match self.walk(msg, ctx, false).await? {
+            Step::Done(Walked::Unchanged) => (raw.clone(), false),
+            Step::Done(Walked::Rewritten(b)) => (b, true),
+            Step::Answer(a) => return Ok(Passed::Answer(a)),
+        };
+        let mut up = UpstreamRequest::default();
+        for g in self.guards.iter() {
+            if let Err(r) = g.upstream_request(&mut up, ctx).resolve().await {
+                return Err(with_guard(r, g.name(), ctx));
+            }
         }
+        Ok(Passed::Forward(Cleared::new(bytes, changed, up)))
     }
 
     /// Walk a server→client message bottom-up.
-    pub async fn server_message(&self, raw: Bytes, ctx: &mut Ctx) -> Result<Bytes, Refusal> {
-        match self.server_parsed(&parse(&raw)?, ctx).await? {
-            Walked::Unchanged => Ok(raw),
-            Walked::Rewritten(b) => Ok(b),
+    pub async fn server_parsed(&self, msg: &Message<'_>, ctx: &mut Ctx) -> Result<Walked, Refusal> {
+        match self.walk(msg, ctx, true).await? {
+            Step::Done(w) => Ok(w),
+            // Only client requests can be answered locally.
+            Step::Answer(_) => Err(Refusal::internal()),
         }
     }
 
-    /// [`Self::client_message`] for a message the caller has parsed already (the hot path
-    /// parses each message once).
-    pub async fn client_parsed(&self, msg: &Message<'_>, ctx: &mut Ctx) -> Result<Walked, Refusal> {
-        self.walk(msg, ctx, false).await
+    /// One list item, bottom-up: `Keep`, `Drop`, or `Replace` with the last replacement (each
+    /// guard after a replacement sees the replacement).
+    pub async fn list_item(&self, item: &ListItem<'_>, ctx: &Ctx) -> ItemVerdict {
+        let mut replaced: Option<Vec<u8>> = None;
+        for g in self.guards.iter().rev() {
+            let raw_box;
+            let current = match &replaced {
+                None => *item,
+                Some(b) => {
+                    let Ok(text) = std::str::from_utf8(b) else {
+                        return drop_invalid();
+                    };
+                    let Ok(r) = serde_json::value::RawValue::from_string(text.to_owned()) else {
+                        return drop_invalid();
+                    };
+                    raw_box = r;
+                    ListItem {
+                        raw: &raw_box,
+                        ..*item
+                    }
+                }
+            };
+            match g.list_item(&current, ctx).resolve().await {
+                ItemVerdict::Keep => {}
+                d @ ItemVerdict::Drop { .. } => return d,
+                ItemVerdict::Replace(b) => replaced = Some(b),
+            }
+        }
+        replaced.map_or(ItemVerdict::Keep, ItemVerdict::Replace)
     }
 
-    /// [`Self::server_message`] for a message the caller has parsed already.
-    pub async fn server_parsed(&self, msg: &Message<'_>, ctx: &mut Ctx) -> Result<Walked, Refusal> {
-        self.walk(msg, ctx, true).await
+    /// A session ended: every guard's hook, bottom-up.
+    pub async fn session_end(&self, key: &SessionKey) {
+        for g in self.guards.iter().rev() {
+            g.session_end(key).resolve().await;
+        }
     }
 
-    /// Run the guards from position `i` on; `Some(bytes)` when one rewrote the message (`i` then
-    /// points past it).
+    /// An exchange ended: every guard sees the outcome, bottom-up.
+    pub fn done(&self, ctx: &Ctx, outcome: &Outcome) {
+        for g in self.guards.iter().rev() {
+            g.done(ctx, outcome);
+        }
+    }
+
+    /// Run the guards from position `i` on; stops at a rewrite or an answer (`i` then points
+    /// past that guard).
     async fn run(
         &self,
         msg: &Message<'_>,
         ctx: &mut Ctx,
         reverse: bool,
         i: &mut usize,
-    ) -> Result<Option<Vec<u8>>, Refusal> {
+    ) -> Result<Option<Verdict>, Refusal> {
         let n = self.guards.len();
         while *i < n {
             let g = &self.guards[if reverse { n - 1 - *i } else { *i }];
             *i += 1;
-            let check = if reverse {
+            let check: Check<'_> = if reverse {
                 g.server_message(msg, ctx)
             } else {
                 g.client_message(msg, ctx)
@@ -123,7 +249,12 @@ impl Pipeline {
             match check.resolve().await {
                 Verdict::Continue => {}
                 Verdict::Deny(r) => return Err(with_guard(r, g.name(), ctx)),
-                Verdict::Rewrite(bytes) => return Ok(Some(bytes)),
+                v => {
+                    if matches!(v, Verdict::Answer(_)) {
+                        ctx.facts.insert("answered_by", g.name().into());
+                    }
+                    return Ok(Some(v));
+                }
             }
         }
         Ok(None)
@@ -131,19 +262,17 @@ impl Pipeline {
 
     /// The caller's parse serves until a guard rewrites; each rewrite is parsed again before the
     /// next guard sees it.
-    async fn walk(
-        &self,
-        msg: &Message<'_>,
-        ctx: &mut Ctx,
-        reverse: bool,
-    ) -> Result<Walked, Refusal> {
+    async fn walk(&self, msg: &Message<'_>, ctx: &mut Ctx, reverse: bool) -> Result<Step, Refusal> {
         let mut i = 0;
-        let Some(mut bytes) = self.run(msg, ctx, reverse, &mut i).await? else {
-            return Ok(Walked::Unchanged);
+        let mut bytes = match self.run(msg, ctx, reverse, &mut i).await? {
+            None => return Ok(Step::Done(Walked::Unchanged)),
+            Some(Verdict::Rewrite(b)) => b,
+            Some(Verdict::Answer(a)) => return answer(msg, a),
+            Some(_) => return Err(Refusal::internal()),
         };
         loop {
             let next = {
-                let msg = Message::parse(&bytes).map_err(|e| {
+                let m = Message::parse(&bytes).map_err(|e| {
                     Refusal::new(
                         502,
                         e.code(),
@@ -153,21 +282,39 @@ impl Pipeline {
                         e.to_string(),
                     )
                 })?;
-                self.run(&msg, ctx, reverse, &mut i).await?
+                match self.run(&m, ctx, reverse, &mut i).await? {
+                    None => None,
+                    Some(Verdict::Rewrite(b)) => Some(b),
+                    Some(Verdict::Answer(a)) => return answer(&m, a),
+                    Some(_) => return Err(Refusal::internal()),
+                }
             };
             match next {
                 Some(b) => bytes = b,
-                None => return Ok(Walked::Rewritten(Bytes::from(bytes))),
+                None => return Ok(Step::Done(Walked::Rewritten(Bytes::from(bytes)))),
             }
         }
     }
 }
 
-/// The envelope of a message the caller did not parse (callers validate first; this is the
-/// fail-closed backstop).
-fn parse(raw: &[u8]) -> Result<Message<'_>, Refusal> {
-    Message::parse(raw)
-        .map_err(|e| Refusal::invalid_message(&e, "send one valid JSON-RPC 2.0 message"))
+enum Step {
+    Done(Walked),
+    Answer(Vec<u8>),
+}
+
+/// Only a client request can be answered locally.
+fn answer(msg: &Message<'_>, a: Vec<u8>) -> Result<Step, Refusal> {
+    match msg.kind() {
+        warden_proto::Kind::Request => Ok(Step::Answer(a)),
+        _ => Err(Refusal::internal()),
+    }
+}
+
+fn drop_invalid() -> ItemVerdict {
+    ItemVerdict::Drop {
+        reason: "guard_rewrite_invalid",
+        control: "P1.1",
+    }
 }
 
 fn with_guard(r: Refusal, guard: &'static str, ctx: &mut Ctx) -> Refusal {
@@ -178,7 +325,6 @@ fn with_guard(r: Refusal, guard: &'static str, ctx: &mut Ctx) -> Refusal {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::guard::Check;
     use std::sync::Mutex;
 
     struct Tracer(&'static str, Arc<Mutex<Vec<String>>>);
@@ -211,23 +357,31 @@ mod tests {
         ]);
         let mut ctx = Ctx::test();
         let raw = Bytes::from_static(br#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#);
-        let out = p.client_message(raw.clone(), &mut ctx).await.unwrap();
-        assert_eq!(out.0, raw, "untouched messages pass as the same bytes");
-        let out = p
-            .server_message(
-                Bytes::from_static(br#"{"jsonrpc":"2.0","id":1,"result":{}}"#),
-                &mut ctx,
-            )
-            .await
-            .unwrap();
+        let m = Message::parse(&raw).unwrap();
+        let Passed::Forward(out) = p.client(&raw, &m, &mut ctx).await.unwrap() else {
+            panic!("forwarded")
+        };
+        assert_eq!(
+            out.bytes(),
+            &raw,
+            "untouched messages pass as the same bytes"
+        );
+        let s = br#"{"jsonrpc":"2.0","id":1,"result":{}}"#;
+        let m = Message::parse(s).unwrap();
+        let Walked::Rewritten(out) = p.server_parsed(&m, &mut ctx).await.unwrap() else {
+            panic!("rewritten")
+        };
         assert_eq!(&out[..], br#"{"jsonrpc":"2.0","id":1,"result":{"x":2}}"#);
         assert_eq!(*log.lock().unwrap(), ["c:a", "c:b", "s:b", "s:a"]);
     }
 
     #[test]
     fn default_order_is_pinned() {
+        let env = GuardEnv {
+            audit: Arc::new(warden_audit::MemorySink::default()),
+        };
         assert_eq!(
-            Pipeline::new(&Config::default()).names(),
+            Pipeline::new(&Config::default(), &env).names(),
             ["host_origin", "tool_headers", "stateless_rules"]
         );
     }

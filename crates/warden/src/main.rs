@@ -253,17 +253,7 @@ async fn serve(cfg: Config, audit: Arc<dyn AuditSink>) -> ExitCode {
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(Duration::from_secs(5)).await;
-            for s in sweeper.sessions.sweep() {
-                for link in &s.links {
-                    if let warden_gateway::gateway::Link::Stdio(child) = link {
-                        child.shutdown().await;
-                    }
-                }
-            }
-            sweeper
-                .metrics
-                .sessions_open
-                .set(sweeper.sessions.len() as i64);
+            sweeper.sweep_sessions().await;
         }
     });
     eprintln!("warden: listening on http://{local}{path}");
@@ -278,7 +268,6 @@ async fn serve(cfg: Config, audit: Arc<dyn AuditSink>) -> ExitCode {
 }
 
 async fn wrap(cfg: Config, audit: Arc<dyn AuditSink>) -> ExitCode {
-    let up = cfg.upstreams[0].clone();
     let gw = match Gateway::new(cfg, audit) {
         Ok(g) => g,
         Err(e) => {
@@ -286,6 +275,6 @@ async fn wrap(cfg: Config, audit: Arc<dyn AuditSink>) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let code = warden_gateway::downstream::stdio::wrap(gw, up).await;
+    let code = warden_gateway::downstream::stdio::wrap(gw).await;
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }

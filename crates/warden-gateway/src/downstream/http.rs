@@ -1,30 +1,28 @@
-//! `warden serve`: the Streamable HTTP endpoint (both protocol generations) in front of the
-//! upstreams. This file owns the HTTP side — listener, connection limits, slow-client timeouts,
-//! body limits, generation and session lookup — and hands each cleared message to the router.
+//! `warden serve`: the Streamable HTTP front end (both protocol generations). This file owns the
+//! HTTP side — listener, connection limits, slow-client timeouts, the request head guards, paths
+//! guards serve, body limits — and hands each message to the [`crate::exchange`] core, writing
+//! its answer back (JSON, or SSE when the answer streams or a guard talks to the client first).
 
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, Method, Request};
+use http::{Method, Request};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, mpsc};
+use warden_guard::{Ctx, Front, HttpFacts, Refusal};
 use warden_proto::error::code;
-use warden_proto::limits::LimitError;
-use warden_proto::{Generation, Kind, Message, ProtocolVersion, envelope};
 
-use super::body::Response;
+use super::body::{ChannelBody, Response};
 use super::respond;
 use super::workers::{self, Accepted, Draining, Workers};
-use crate::gateway::{Gateway, SessionState};
-use crate::guard::{Ctx, HttpFacts, Refusal};
-use crate::router;
-use crate::session::{Owner, fingerprint};
+use crate::exchange::{self, answer::Answered, answer::Early};
+use crate::gateway::Gateway;
 
 /// Accept connections until `shutdown` resolves; each is served on a connection worker (see
 /// [`super::workers`]). Fails only when the workers cannot be started.
@@ -152,7 +150,7 @@ async fn serve_connection(gw: Arc<Gateway>, conn: Accepted, mut draining: Draini
     let label: Arc<str> = peer.to_string().into();
     let svc = service_fn(move |req| {
         let gw = gw.clone();
-        let ctx = Ctx::new(gw.next_request_id(), Some(peer), label.clone());
+        let ctx = Ctx::new(gw.next_request_id(), Front::Http, Some(peer), label.clone());
         async move { Ok::<_, Infallible>(handle(gw, ctx, req).await) }
     });
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
@@ -178,27 +176,25 @@ async fn serve_connection(gw: Arc<Gateway>, conn: Accepted, mut draining: Draini
     drop(permit);
 }
 
-fn bad(
-    status: u16,
-    rpc: i64,
-    reason: &'static str,
-    message: impl Into<std::borrow::Cow<'static, str>>,
-    hint: &'static str,
-) -> Refusal {
-    Refusal::new(status, rpc, reason, "P1.1", message, hint)
-}
-
-/// The owner a session is bound to: the authenticated subject, else the client address.
-pub fn owner_of(ctx: &Ctx) -> Owner {
-    match (&ctx.subject, ctx.client) {
-        (Some(s), _) => Owner::Subject(s.clone()),
-        (None, Some(c)) => Owner::Addr(c.ip()),
-        (None, None) => Owner::Local,
-    }
-}
-
 async fn handle(gw: Arc<Gateway>, mut ctx: Ctx, req: Request<Incoming>) -> Response {
-    if req.uri().path() != gw.cfg.server.path {
+    let path = req.uri().path();
+    let authority = req.uri().authority().map(|a| a.as_str().to_owned());
+    let facts = HttpFacts {
+        method: req.method(),
+        path,
+        authority: authority.as_deref(),
+        headers: req.headers(),
+    };
+    if path != gw.cfg.server.path {
+        // A path a guard serves (well-known metadata), after the head guards like any request.
+        if gw.pipeline.serves(path) {
+            if let Err(r) = gw.pipeline.http_request(&facts, &mut ctx).await {
+                return respond::refuse(&gw, &ctx, r, None);
+            }
+            if let Some(l) = gw.pipeline.serve_local(&facts, &mut ctx).await {
+                return respond::local(l);
+            }
+        }
         let r = Refusal::new(
             404,
             code::INVALID_REQUEST,
@@ -209,21 +205,13 @@ async fn handle(gw: Arc<Gateway>, mut ctx: Ctx, req: Request<Incoming>) -> Respo
         );
         return respond::refuse(&gw, &ctx, r, None);
     }
-    let authority = req.uri().authority().map(|a| a.as_str().to_owned());
-    let facts = HttpFacts {
-        method: req.method(),
-        path: req.uri().path(),
-        authority: authority.as_deref(),
-        headers: req.headers(),
-    };
-    if let Err(r) = gw.pipeline.http_request(&facts, &mut ctx) {
+    if let Err(r) = gw.pipeline.http_request(&facts, &mut ctx).await {
         return respond::refuse(&gw, &ctx, r, None);
     }
     match *req.method() {
         Method::POST => post(gw, ctx, req).await,
-        Method::GET | Method::DELETE => {
-            crate::downstream::http_session::get_or_delete(gw, ctx, req).await
-        }
+        Method::GET => respond::answered(exchange::get(gw, ctx, req.headers().clone()).await),
+        Method::DELETE => respond::answered(exchange::delete(gw, ctx, req.headers().clone()).await),
         _ => {
             let r = Refusal::new(
                 405,
@@ -265,70 +253,15 @@ async fn read_body(gw: &Gateway, body: Incoming) -> Result<Bytes, Refusal> {
             "send the whole body promptly",
         )),
         Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-        Ok(Err(_)) => Err(bad(
+        Ok(Err(_)) => Err(Refusal::new(
             400,
             code::INVALID_REQUEST,
             "body_read_failed",
+            "P1.1",
             "Request body could not be read",
             "resend the request",
         )),
         Ok(Ok(c)) => Ok(c.to_bytes()),
-    }
-}
-
-fn limit_refusal(e: LimitError) -> Refusal {
-    match e {
-        LimitError::TooLarge { .. } => Refusal::new(
-            413,
-            code::INVALID_REQUEST,
-            "body_too_large",
-            "P1.1",
-            e.to_string(),
-            "send a smaller message",
-        ),
-        LimitError::TooDeep { .. } => bad(
-            400,
-            code::INVALID_REQUEST,
-            "json_too_deep",
-            e.to_string(),
-            "flatten the JSON; the limit is limits.max_json_depth",
-        ),
-        LimitError::InvalidUtf8 { .. } => bad(
-            400,
-            code::PARSE_ERROR,
-            "invalid_utf8",
-            e.to_string(),
-            "JSON-RPC messages must be UTF-8",
-        ),
-    }
-}
-
-/// The session-based generation's `MCP-Protocol-Version` header rule: absent → 2025-03-26;
-/// present and unknown → 400.
-fn session_version(headers: &HeaderMap) -> Result<ProtocolVersion, Refusal> {
-    match headers.get("mcp-protocol-version").map(|v| {
-        v.to_str()
-            .ok()
-            .and_then(|s| ProtocolVersion::parse(s.trim()))
-    }) {
-        None => Ok(ProtocolVersion::DEFAULT_WITHOUT_HEADER),
-        Some(Some(v)) => Ok(v),
-        Some(None) => Err(Refusal::new(
-            400,
-            code::INVALID_REQUEST,
-            "unsupported_protocol_version",
-            "P3.4",
-            "Unsupported MCP-Protocol-Version",
-            "send a protocol version Warden supports",
-        )
-        .with_data(
-            "supported",
-            ProtocolVersion::ALL
-                .iter()
-                .map(|v| v.as_str())
-                .collect::<Vec<_>>()
-                .into(),
-        )),
     }
 }
 
@@ -339,22 +272,7 @@ fn is_json_media_type(ct: &str) -> bool {
         .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
 }
 
-/// Does this session-less request belong to the stateless generation?
-fn is_stateless(headers: &HeaderMap, msg: &Message<'_>) -> bool {
-    let header = headers
-        .get("mcp-protocol-version")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|s| ProtocolVersion::parse(s.trim()));
-    if header.map(ProtocolVersion::generation) == Some(Generation::Stateless) {
-        return true;
-    }
-    msg.params_view()
-        .ok()
-        .and_then(|p| p.meta)
-        .is_some_and(|m| m.protocol_version.is_some())
-}
-
-async fn post(gw: Arc<Gateway>, mut ctx: Ctx, req: Request<Incoming>) -> Response {
+async fn post(gw: Arc<Gateway>, ctx: Ctx, req: Request<Incoming>) -> Response {
     let (parts, body) = req.into_parts();
     let ct = parts
         .headers
@@ -376,144 +294,61 @@ async fn post(gw: Arc<Gateway>, mut ctx: Ctx, req: Request<Incoming>) -> Respons
         Ok(b) => b,
         Err(r) => return respond::refuse(&gw, &ctx, r, None),
     };
-    if let Err(e) = gw.limits.check(&bytes) {
-        return respond::refuse(&gw, &ctx, limit_refusal(e), None);
-    }
     let headers = Arc::new(parts.headers);
-    if envelope::is_batch(&bytes) {
-        let r = bad(
-            400,
-            code::INVALID_REQUEST,
-            "batch_not_allowed",
-            "JSON-RPC batches are not accepted",
-            "send one message per POST (batches exist only in 2025-03-26, which Warden relays one message at a time)",
-        );
-        return respond::refuse(&gw, &ctx, r, None);
-    }
-    let msg = match Message::parse(&bytes) {
-        Ok(m) => m,
-        Err(e) => {
-            return respond::refuse(
-                &gw,
-                &ctx,
-                Refusal::invalid_message(&e, "send one valid JSON-RPC 2.0 message"),
-                None,
-            );
+    let (early, switched) = Early::http(exchange::accepts_sse(&headers));
+    // Boxed so that it can move onto a task if a guard switches the answer to a stream.
+    let mut answer = Box::pin(exchange::post(gw, ctx, headers, bytes, early));
+    tokio::select! {
+        biased;
+        a = &mut answer => respond::answered(a),
+        Ok(rx) = switched => {
+            // A guard is talking to the client before the exchange has its answer (an
+            // elicitation): answer with a stream now; the rest of the exchange follows on it.
+            let (tx, out) = mpsc::channel::<Bytes>(64);
+            let early_rx = rx;
+            tokio::spawn(async move {
+                let mut early_rx = early_rx;
+                loop {
+                    tokio::select! {
+                        biased;
+                        Some(b) = early_rx.recv() => {
+                            if tx.send(b).await.is_err() {
+                                return;
+                            }
+                        }
+                        a = &mut answer => {
+                            while let Ok(b) = early_rx.try_recv() {
+                                let _ = tx.send(b).await;
+                            }
+                            follow_on(a, &tx).await;
+                            return;
+                        }
+                    }
+                }
+            });
+            respond::sse(http_body_util::Either::Right(ChannelBody(out)))
         }
-    };
-    ctx.method = msg.method().map(crate::metrics::method_name);
-    if let Ok(p) = msg.params_view() {
-        ctx.tool = p
-            .name
-            .as_deref()
-            .or(p.uri.as_deref())
-            .map(|s| crate::gateway::truncate_shared(s, 256));
     }
-    ctx.headers = Some(headers.clone());
-    let session_header = headers
-        .get("mcp-session-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+}
 
-    // Which generation, and which session.
-    let mut session: Option<Arc<SessionState>> = None;
-    let mut new_session_id: Option<String> = None;
-    // An `initialize` that declares the stateless generation (header or `_meta`) is a 2026-07-28
-    // request for a removed method, not the start of a session.
-    let modern = session_header.is_none() && is_stateless(&headers, &msg);
-    if msg.method() == Some("initialize") && !modern {
-        if session_header.is_some() {
-            return respond::refuse(
-                &gw,
-                &ctx,
-                bad(
-                    400,
-                    code::INVALID_REQUEST,
-                    "initialize_in_session",
-                    "initialize must not carry Mcp-Session-Id",
-                    "start a new session without the header",
-                ),
-                msg.id(),
-            );
+/// The exchange's answer written onto a stream that is already open.
+async fn follow_on(a: Answered, tx: &mpsc::Sender<Bytes>) {
+    use exchange::answer::{Answer, Wire, encode};
+    match a.answer {
+        Answer::Json { body, .. } => {
+            let _ = tx.send(encode(Wire::Sse, &body)).await;
         }
-        ctx.generation = Some(Generation::Session);
-        let owner = owner_of(&ctx);
-        match gw
-            .sessions
-            .open(&owner, |id| gw.new_session_state(fingerprint(id)))
-        {
-            Ok((id, state)) => {
-                ctx.session = Some(state.fingerprint.clone());
-                gw.metrics.sessions_open.set(gw.sessions.len() as i64);
-                session = Some(state);
-                new_session_id = Some(id);
-            }
-            Err(e) => {
-                let reason = match e {
-                    crate::session::OpenError::OwnerCap => "session_limit_client",
-                    crate::session::OpenError::TotalCap => "session_limit_total",
-                    crate::session::OpenError::Rng => "session_rng_failed",
-                };
-                let mut r = Refusal::new(
-                    429,
-                    code::GATEWAY_DENIED,
-                    reason,
-                    "P8.3",
-                    "Too many open sessions",
-                    "end unused sessions with DELETE or wait for them to expire",
-                );
-                r.retry_after = Some(60);
-                return respond::refuse(&gw, &ctx, r, msg.id());
+        Answer::Refused { refusal, id } => {
+            let body = refusal.to_rpc_error().to_bytes(id.as_deref());
+            let _ = tx.send(encode(Wire::Sse, &body)).await;
+        }
+        Answer::Stream(mut rx) => {
+            while let Some(b) = rx.recv().await {
+                if tx.send(b).await.is_err() {
+                    return;
+                }
             }
         }
-    } else if let Some(sid) = &session_header {
-        ctx.generation = Some(Generation::Session);
-        match session_version(&headers) {
-            Ok(v) => ctx.version = Some(v),
-            Err(r) => {
-                ctx.session = Some(fingerprint(sid));
-                return respond::refuse(&gw, &ctx, r, msg.id());
-            }
-        }
-        match gw.sessions.get(&owner_of(&ctx), sid) {
-            Ok(s) => {
-                ctx.session = Some(s.fingerprint.clone());
-                session = Some(s);
-            }
-            Err(_) => {
-                // The audit trail keeps the fingerprint of the id that was tried.
-                ctx.session = Some(fingerprint(sid));
-                let r = respond::session_not_found();
-                return respond::refuse(&gw, &ctx, r, msg.id());
-            }
-        }
-    } else if modern {
-        ctx.generation = Some(Generation::Stateless);
-        ctx.version = Some(ProtocolVersion::V2026_07_28);
-        if matches!(msg.kind(), Kind::Response | Kind::Error) {
-            return respond::refuse(
-                &gw,
-                &ctx,
-                bad(
-                    400,
-                    code::INVALID_REQUEST,
-                    "response_not_allowed",
-                    "2026-07-28 clients do not send responses",
-                    "use MRTR inputResponses instead",
-                ),
-                msg.id(),
-            );
-        }
-    } else {
-        let r = bad(
-            400,
-            code::INVALID_REQUEST,
-            "session_required",
-            "Bad Request: Mcp-Session-Id header is required",
-            "send initialize first, then the Mcp-Session-Id it returned; or use 2026-07-28 with _meta",
-        );
-        return respond::refuse(&gw, &ctx, r, msg.id());
+        Answer::Accepted | Answer::Local(_) | Answer::Empty(_) => {}
     }
-
-    router::dispatch(gw, ctx, headers, &bytes, &msg, session, new_session_id).await
 }

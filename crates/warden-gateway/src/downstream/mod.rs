@@ -1,11 +1,9 @@
-//! Downstream transports: Streamable HTTP for remote clients ([`http`]) and the stdio wrapper for
-//! desktop clients ([`stdio`]). Both put every message through the same [`crate::pipeline`].
+//! The front ends: Streamable HTTP for remote clients ([`http`]) and the stdio wrapper for
+//! desktop clients ([`stdio`]). They read and write their wire and hand every message to the
+//! [`crate::exchange`] core; they make no routing or guard decisions of their own.
 
 pub mod body;
-pub mod event_log;
 pub mod http;
-pub mod http_session;
 pub mod respond;
 pub mod stdio;
-pub mod streams;
 pub mod workers;

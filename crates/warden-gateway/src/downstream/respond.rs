@@ -6,9 +6,11 @@ use http::header::{CACHE_CONTROL, CONTENT_TYPE, X_CONTENT_TYPE_OPTIONS};
 use http::{HeaderValue, StatusCode};
 use serde_json::value::RawValue;
 
-use super::body::{Response, ResponseBody, empty, full};
+use warden_guard::{Ctx, LocalResponse, Refusal};
+
+use super::body::{ChannelBody, Response, ResponseBody, empty, full};
+use crate::exchange::answer::{Answer, Answered};
 use crate::gateway::Gateway;
-use crate::guard::{Ctx, Refusal};
 
 /// A response with Warden's security headers.
 pub fn response(status: u16, content_type: Option<&str>, body: ResponseBody) -> Response {
@@ -54,7 +56,39 @@ pub fn refusal(r: &Refusal, id: Option<&RawValue>) -> Response {
         resp.headers_mut()
             .insert("allow", HeaderValue::from_static("GET, POST, DELETE"));
     }
+    for (name, value) in &r.headers {
+        resp.headers_mut().append(name.clone(), value.clone());
+    }
     resp
+}
+
+/// The exchange's answer as an HTTP response.
+pub fn answered(a: Answered) -> Response {
+    let r = match a.answer {
+        Answer::Accepted => accepted(),
+        Answer::Json {
+            status,
+            content_type,
+            body,
+        } => response_typed(status, content_type, full(body)),
+        Answer::Refused { refusal: r, id } => refusal(&r, id.as_deref()),
+        Answer::Stream(rx) => sse(http_body_util::Either::Right(ChannelBody(rx))),
+        Answer::Local(l) => local(l),
+        Answer::Empty(status) => response(status, None, empty()),
+    };
+    match &a.session {
+        Some(s) => with_session(r, s),
+        None => r,
+    }
+}
+
+/// A guard's response on its own path.
+pub fn local(l: LocalResponse) -> Response {
+    let mut r = response(l.status, Some(l.content_type), full(l.body));
+    for (name, value) in l.headers {
+        r.headers_mut().append(name, value);
+    }
+    r
 }
 
 pub fn json(status: u16, body: Bytes) -> Response {
@@ -85,20 +119,8 @@ pub fn with_session(mut r: Response, session_id: &str) -> Response {
     r
 }
 
-/// Audit a refusal and answer it: the one way a handler refuses.
+/// Audit a refusal and answer it: the one way the front end refuses before the exchange.
 pub fn refuse(gw: &Gateway, ctx: &Ctx, r: Refusal, id: Option<&RawValue>) -> Response {
     gw.audit_refusal(ctx, &r, id);
     refusal(&r, id)
-}
-
-/// The answer to a session id that is unknown, ended, expired or another owner's: all alike (M2).
-pub fn session_not_found() -> Refusal {
-    Refusal::new(
-        404,
-        warden_proto::error::code::GATEWAY_DENIED,
-        "session_not_found",
-        "M2",
-        "Session not found",
-        "the session ended, expired or belongs to another client; initialize a new one",
-    )
 }

@@ -1,101 +1,125 @@
-//! `warden wrap -- CMD ARGS`: a drop-in for a desktop client's server command. Warden spawns the
-//! server, passes its stderr through, and puts every line in either direction through the same
-//! pipeline as `warden serve` (limits, envelope, guards, audit). A refused request is answered
-//! with a JSON-RPC error on stdout; a refused notification is dropped and audited.
-//! EOF on stdin, SIGINT or SIGTERM close the child's stdin, wait briefly, then stop it.
+//! `warden wrap -- CMD ARGS`: a drop-in for a desktop client's server command. The wrapped
+//! server is the one upstream of a session the local client owns; every line the client writes
+//! goes through the same [`crate::exchange`] core as `warden serve` (limits, envelope, route,
+//! guards, audit), and every line the server writes comes back through the server→client
+//! guards — the answers to requests, and what the server says on its own (its standalone
+//! stream). This file only reads and writes lines. A refused request is answered with a JSON-RPC
+//! error; a refused notification is dropped and audited. The server's stderr passes through.
+//!
+//! Answers to requests Warden itself sent the client (a guard's elicitation) are taken from the
+//! input as it is read, so a guard awaiting one never blocks it. EOF on stdin, SIGINT or SIGTERM:
+//! Warden waits (bounded) for the answers still due, closes the server's stdin, gives it two
+//! seconds to exit, then stops it.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::io::{AsyncWriteExt, BufReader};
+use http::HeaderMap;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
-use warden_audit::Decision;
-use warden_config::UpstreamConfig;
-use warden_proto::{Generation, Kind, Message, envelope};
+use warden_guard::Refusal;
+use warden_proto::Message;
 
-use crate::gateway::Gateway;
-use crate::guard::{Ctx, Refusal};
-use crate::upstream::stdio::{read_bounded_line, server_command};
+use crate::exchange::answer::{Answer, Answered, Early, Wire};
+use crate::exchange::{self, relay::Relay};
+use crate::gateway::{Gateway, Link, SessionState};
+use crate::session::fingerprint;
+use crate::upstream::Reply;
+use crate::upstream::stdio::read_bounded_line;
 
-/// Run the wrapper until the client or the server goes away; returns the exit code.
-pub async fn wrap(gw: Arc<Gateway>, up: UpstreamConfig) -> i32 {
-    let Some((mut cmd, prog)) = server_command(&up) else {
+/// How long answers still due may take after the client closed its input.
+const DRAIN: Duration = Duration::from_secs(10);
+
+/// Run the wrapper on the process's stdin and stdout; returns the exit code.
+pub async fn wrap(gw: Arc<Gateway>) -> i32 {
+    wrap_io(gw, tokio::io::stdin(), tokio::io::stdout()).await
+}
+
+/// Run the wrapper on `input` and `output` until the client or the server goes away.
+pub async fn wrap_io(
+    gw: Arc<Gateway>,
+    input: impl AsyncRead + Unpin + Send + 'static,
+    output: impl AsyncWrite + Unpin + Send + 'static,
+) -> i32 {
+    let session: Arc<SessionState> = Arc::new(gw.new_session_state(fingerprint("wrap")));
+    let Some(Link::Stdio(child)) = session.links.first() else {
+        tracing::error!("warden wrap needs exactly one stdio server");
         return 2;
     };
-    let mut child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, program = %prog, "cannot start the server");
-            return 127;
-        }
-    };
-    let (Some(mut child_in), Some(child_out)) = (child.stdin.take(), child.stdout.take()) else {
-        return 2;
-    };
+    let child = child.clone();
+    if let Err(e) = child.start().await {
+        tracing::error!(error = %e, "cannot start the server");
+        return 127;
+    }
+    let mut exits = child.exits();
     let (out_tx, mut out_rx) = mpsc::channel::<Bytes>(256);
     let writer = tokio::spawn(async move {
-        let mut stdout = tokio::io::stdout();
+        let mut output = output;
         while let Some(line) = out_rx.recv().await {
-            if stdout.write_all(&line).await.is_err()
-                || stdout.write_all(b"\n").await.is_err()
-                || stdout.flush().await.is_err()
+            if output.write_all(&line).await.is_err()
+                || output.write_all(b"\n").await.is_err()
+                || output.flush().await.is_err()
             {
                 break;
             }
         }
     });
-    let max = gw.cfg.limits.max_upstream_message_bytes;
-    let (in_tx, mut in_rx) = mpsc::channel::<Bytes>(256);
-    let child_writer = tokio::spawn(async move {
-        while let Some(line) = in_rx.recv().await {
-            if child_in.write_all(&line).await.is_err()
-                || child_in.write_all(b"\n").await.is_err()
-                || child_in.flush().await.is_err()
-            {
-                break;
-            }
-        }
-        // Dropping child_in closes the server's stdin: its signal to exit.
-    });
+    let headers = Arc::new(HeaderMap::new());
+    let early = Early::lines(out_tx.clone());
 
-    // Server → client.
-    let gw_s = gw.clone();
-    let to_client = out_tx.clone();
-    let server_side = tokio::spawn(async move {
-        let mut reader = BufReader::new(child_out);
+    // What the server says on its own (no request of the client's open): through the guards.
+    let server_stream = {
+        let relay = Relay {
+            wire: Wire::Lines,
+            ..Relay::new(gw.clone(), gw.stdio_ctx(), Duration::from_secs(86_400))
+        };
+        let frames = child.open_server_stream();
+        let answered = relay
+            .respond(Reply::Stream {
+                frames,
+                sse: false,
+                wire_id: None,
+            })
+            .await;
+        tokio::spawn(pump(answered, out_tx.clone()))
+    };
+
+    // Client lines are taken in order; each exchange's answer is written as it comes.
+    let (line_tx, mut line_rx) = mpsc::channel::<Bytes>(256);
+    let gw_x = gw.clone();
+    let sess_x = session.clone();
+    let out_x = out_tx.clone();
+    let exchanges = tokio::spawn(async move {
+        let mut answers = tokio::task::JoinSet::new();
+        while let Some(raw) = line_rx.recv().await {
+            let ctx = gw_x.stdio_ctx();
+            let a = exchange::line(
+                gw_x.clone(),
+                ctx,
+                sess_x.clone(),
+                headers.clone(),
+                raw,
+                early.clone(),
+            )
+            .await;
+            answers.spawn(pump(a, out_x.clone()));
+        }
+        // Input closed: the answers still due, bounded.
+        let _ = tokio::time::timeout(DRAIN, async {
+            while answers.join_next().await.is_some() {}
+        })
+        .await;
+    });
+    let reader_gw = gw.clone();
+    let reader_sess = session.clone();
+    let reader_out = out_tx.clone();
+    let reader = tokio::spawn(async move {
+        let mut reader = BufReader::new(input);
         let mut line = Vec::new();
         loop {
             line.clear();
-            match read_bounded_line(&mut reader, &mut line, max).await {
-                Ok(true) => {}
-                Ok(false) => break,
-                Err(e) => {
-                    tracing::error!(error = %e, "server output refused");
-                    break;
-                }
-            }
-            let raw = Bytes::copy_from_slice(line.trim_ascii());
-            if raw.is_empty() {
-                continue;
-            }
-            let mut ctx = gw_s.stdio_ctx();
-            if let Some(out) = server_message(&gw_s, &mut ctx, raw).await
-                && to_client.send(out).await.is_err()
-            {
-                break;
-            }
-        }
-    });
-
-    // Client → server.
-    let gw_c = gw.clone();
-    let client_side = tokio::spawn(async move {
-        let mut reader = BufReader::new(tokio::io::stdin());
-        let mut line = Vec::new();
-        loop {
-            line.clear();
-            match read_bounded_line(&mut reader, &mut line, gw_c.limits.max_bytes).await {
+            match read_bounded_line(&mut reader, &mut line, reader_gw.limits.max_bytes).await {
                 Ok(true) => {}
                 Ok(false) => break,
                 Err(_) => {
@@ -107,9 +131,9 @@ pub async fn wrap(gw: Arc<Gateway>, up: UpstreamConfig) -> i32 {
                         "Message over the size limit",
                         "send a smaller message",
                     );
-                    let ctx = gw_c.stdio_ctx();
-                    gw_c.audit_refusal(&ctx, &r, None);
-                    let _ = out_tx
+                    let ctx = reader_gw.stdio_ctx();
+                    reader_gw.audit_refusal(&ctx, &r, None);
+                    let _ = reader_out
                         .send(Bytes::from(r.to_rpc_error().to_bytes(None)))
                         .await;
                     // The rest of the oversize line is unreadable as a message; skip to its end.
@@ -123,16 +147,26 @@ pub async fn wrap(gw: Arc<Gateway>, up: UpstreamConfig) -> i32 {
             if raw.is_empty() {
                 continue;
             }
-            match client_message(&gw_c, raw).await {
-                Ok(cleared) => {
-                    if in_tx.send(cleared).await.is_err() {
-                        break;
-                    }
-                }
-                Err(Some(err)) => {
-                    let _ = out_tx.send(err).await;
-                }
-                Err(None) => {}
+            // An answer to Warden's own request goes to the guard awaiting it, at once.
+            if let Ok(m) = Message::parse(&raw)
+                && matches!(
+                    m.kind(),
+                    warden_proto::Kind::Response | warden_proto::Kind::Error
+                )
+                && reader_sess.waiters.take_answer(&m)
+            {
+                let mut ctx = reader_gw.stdio_ctx();
+                exchange::describe(&mut ctx, &m);
+                reader_gw.audit_done(
+                    &ctx,
+                    warden_audit::Decision::Allow,
+                    None,
+                    Some("answer_to_warden"),
+                );
+                continue;
+            }
+            if line_tx.send(raw).await.is_err() {
+                break;
             }
         }
     });
@@ -147,15 +181,51 @@ pub async fn wrap(gw: Arc<Gateway>, up: UpstreamConfig) -> i32 {
             None => std::future::pending().await,
         }
     };
-    let code = tokio::select! {
-        status = child.wait() => status.ok().and_then(|s| s.code()).unwrap_or(1),
-        _ = client_side => stop(&mut child, child_writer).await,
-        _ = tokio::signal::ctrl_c() => stop(&mut child, tokio::spawn(async {})).await,
-        _ = term => stop(&mut child, tokio::spawn(async {})).await,
+    let exited = async {
+        loop {
+            if let Some(code) = *exits.borrow_and_update() {
+                return code;
+            }
+            if exits.changed().await.is_err() {
+                return 1;
+            }
+        }
     };
-    let _ = tokio::time::timeout(Duration::from_secs(2), server_side).await;
+    tokio::pin!(exchanges);
+    let code = tokio::select! {
+        code = exited => code,
+        _ = &mut exchanges => stop(&child, &mut exits).await,
+        _ = tokio::signal::ctrl_c() => stop(&child, &mut exits).await,
+        _ = term => stop(&child, &mut exits).await,
+    };
+    reader.abort();
+    gw.close_session(&session).await;
+    server_stream.abort();
+    drop(out_tx);
     let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
     code
+}
+
+/// Write one exchange's answer as lines.
+async fn pump(a: Answered, out: mpsc::Sender<Bytes>) {
+    match a.answer {
+        Answer::Json { body, .. } => {
+            let _ = out.send(body).await;
+        }
+        Answer::Refused { refusal, id } => {
+            let _ = out
+                .send(Bytes::from(refusal.to_rpc_error().to_bytes(id.as_deref())))
+                .await;
+        }
+        Answer::Stream(mut rx) => {
+            while let Some(b) = rx.recv().await {
+                if out.send(b).await.is_err() {
+                    return;
+                }
+            }
+        }
+        Answer::Accepted | Answer::Local(_) | Answer::Empty(_) => {}
+    }
 }
 
 async fn skip_line<R: tokio::io::AsyncBufRead + Unpin>(r: &mut R) -> std::io::Result<()> {
@@ -178,128 +248,29 @@ async fn skip_line<R: tokio::io::AsyncBufRead + Unpin>(r: &mut R) -> std::io::Re
     }
 }
 
-/// Close the server's stdin, give it two seconds to exit, then kill it.
-async fn stop(child: &mut tokio::process::Child, writer: tokio::task::JoinHandle<()>) -> i32 {
-    writer.abort();
-    let _ = child.stdin.take();
-    match tokio::time::timeout(Duration::from_secs(2), child.wait()).await {
-        Ok(Ok(s)) => s.code().unwrap_or(0),
-        _ => {
-            let _ = child.kill().await;
+/// Close the server's stdin, give it two seconds to exit, then stop it. A server that exits
+/// on its own after EOF gives its exit code; one that had to be stopped counts as a clean stop.
+async fn stop(
+    child: &crate::upstream::stdio::StdioUpstream,
+    exits: &mut tokio::sync::watch::Receiver<Option<i32>>,
+) -> i32 {
+    child.close_input().await;
+    let waited = tokio::time::timeout(Duration::from_secs(2), async {
+        loop {
+            if let Some(code) = *exits.borrow_and_update() {
+                return code;
+            }
+            if exits.changed().await.is_err() {
+                return 0;
+            }
+        }
+    })
+    .await;
+    match waited {
+        Ok(code) => code,
+        Err(_) => {
+            child.shutdown().await;
             0
-        }
-    }
-}
-
-/// Limits, envelope and guards for one client line; `Err(Some(reply))` answers a refused request.
-async fn client_message(gw: &Gateway, raw: Bytes) -> Result<Bytes, Option<Bytes>> {
-    let mut ctx = gw.stdio_ctx();
-    let refuse = |ctx: &Ctx, r: Refusal, id: Option<&serde_json::value::RawValue>, answer: bool| {
-        gw.audit_refusal(ctx, &r, None);
-        answer.then(|| Bytes::from(r.to_rpc_error().to_bytes(id)))
-    };
-    if let Err(e) = gw.limits.check(&raw) {
-        let code = if matches!(e, warden_proto::limits::LimitError::InvalidUtf8 { .. }) {
-            -32700
-        } else {
-            -32600
-        };
-        return Err(refuse(
-            &ctx,
-            Refusal::new(
-                400,
-                code,
-                "input_limit",
-                "P1.1",
-                e.to_string(),
-                "send a smaller, shallower UTF-8 message",
-            ),
-            None,
-            true,
-        ));
-    }
-    if envelope::is_batch(&raw) {
-        return Err(refuse(
-            &ctx,
-            Refusal::new(
-                400,
-                -32600,
-                "batch_not_allowed",
-                "P1.1",
-                "JSON-RPC batches are not accepted",
-                "send one message per line",
-            ),
-            None,
-            true,
-        ));
-    }
-    let msg = match Message::parse(&raw) {
-        Ok(m) => m,
-        Err(e) => {
-            return Err(refuse(
-                &ctx,
-                Refusal::invalid_message(&e, "send one valid JSON-RPC 2.0 message per line"),
-                None,
-                true,
-            ));
-        }
-    };
-    ctx.method = msg.method().map(crate::metrics::method_name);
-    ctx.tool = msg.params_view().ok().and_then(|p| {
-        p.name
-            .as_deref()
-            .or(p.uri.as_deref())
-            .map(|s| crate::gateway::truncate_shared(s, 256))
-    });
-    let stateless = msg
-        .params_view()
-        .ok()
-        .and_then(|p| p.meta)
-        .is_some_and(|m| m.protocol_version.is_some());
-    ctx.generation = Some(if stateless && msg.method() != Some("initialize") {
-        Generation::Stateless
-    } else {
-        Generation::Session
-    });
-    let is_request = msg.kind() == Kind::Request;
-    let id = msg.id().map(|i| i.get().to_owned());
-    match gw.pipeline.client_message(raw.clone(), &mut ctx).await {
-        Ok(c) => {
-            gw.audit_done(&ctx, Decision::Allow, None, None);
-            Ok(c.0)
-        }
-        Err(r) => {
-            let id = id.and_then(|i| serde_json::value::RawValue::from_string(i).ok());
-            Err(refuse(&ctx, r, id.as_deref(), is_request))
-        }
-    }
-}
-
-/// Guards for one server line; a refused response becomes an error for its id.
-async fn server_message(gw: &Gateway, ctx: &mut Ctx, raw: Bytes) -> Option<Bytes> {
-    let (kind, id) = match Message::parse(&raw) {
-        Ok(m) => (m.kind(), m.id().map(|i| i.get().to_owned())),
-        Err(e) => {
-            let r = Refusal::new(
-                502,
-                e.code(),
-                "upstream_invalid_message",
-                "P1.1",
-                e.to_string(),
-                "the server wrote a line that is not JSON-RPC; it was dropped",
-            );
-            gw.audit_refusal(ctx, &r, None);
-            return None;
-        }
-    };
-    match gw.pipeline.server_message(raw, ctx).await {
-        Ok(out) => Some(out),
-        Err(r) => {
-            gw.audit_refusal(ctx, &r, None);
-            matches!(kind, Kind::Response | Kind::Error).then(|| {
-                let id = id.and_then(|i| serde_json::value::RawValue::from_string(i).ok());
-                Bytes::from(r.to_rpc_error().to_bytes(id.as_deref()))
-            })
         }
     }
 }

@@ -5,7 +5,7 @@
 use warden_config::ServerConfig;
 use warden_proto::error::code;
 
-use crate::guard::{Ctx, Guard, HttpFacts, Refusal, Verdict};
+use warden_guard::{Check, Ctx, Guard, HttpFacts, Refusal, Verdict};
 
 pub struct HostOrigin {
     /// Allowed host names, lower-case, without port unless configured with one.
@@ -83,7 +83,13 @@ impl Guard for HostOrigin {
         "host_origin"
     }
 
-    fn http_request(&self, req: &HttpFacts<'_>, _ctx: &mut Ctx) -> Verdict {
+    fn http_request<'a>(&'a self, req: &'a HttpFacts<'a>, _ctx: &'a mut Ctx) -> Check<'a> {
+        Check::Ready(self.check(req))
+    }
+}
+
+impl HostOrigin {
+    fn check(&self, req: &HttpFacts<'_>) -> Verdict {
         let host = req.authority.or_else(|| {
             req.headers
                 .get(http::header::HOST)
@@ -131,15 +137,12 @@ mod tests {
         if let Some(v) = origin {
             h.insert("origin", HeaderValue::from_str(v).unwrap());
         }
-        g.http_request(
-            &HttpFacts {
-                method: &Method::POST,
-                path: "/mcp",
-                authority: None,
-                headers: &h,
-            },
-            &mut Ctx::test(),
-        )
+        g.check(&HttpFacts {
+            method: &Method::POST,
+            path: "/mcp",
+            authority: None,
+            headers: &h,
+        })
     }
 
     #[test]

@@ -7,7 +7,7 @@ use warden_proto::error::code;
 use warden_proto::headers::{MetaHeaders, check_params, check_standard};
 use warden_proto::{Generation, Kind, Message, ProtocolVersion};
 
-use crate::guard::{Check, Ctx, Guard, Refusal, Verdict};
+use warden_guard::{Check, Ctx, Guard, Refusal, Verdict};
 
 pub struct StatelessRules;
 

@@ -19,6 +19,7 @@ use super::pool::{Lease, Pool, PoolConfig};
 use super::{Frame, Reply, UpstreamError};
 
 /// Client request headers copied upstream; everything else (Authorization, Cookie, Origin…) stays.
+/// Headers a guard sets through `upstream_request` (Warden's own credentials) are added after.
 pub const FORWARDED: [&str; 6] = [
     "accept",
     "content-type",
@@ -81,6 +82,7 @@ impl HttpUpstream {
         &self,
         method: Method,
         client_headers: &HeaderMap,
+        own: Option<&HeaderMap>,
         session: Option<&str>,
         body: Bytes,
     ) -> Result<HttpAnswer, UpstreamError> {
@@ -91,6 +93,12 @@ impl HttpUpstream {
         for (name, v) in client_headers {
             if is_forwarded(name) {
                 headers.append(name.clone(), v.clone());
+            }
+        }
+        // Headers the guards set (Warden's own credentials): they replace any client value.
+        if let Some(own) = own {
+            for (name, v) in own {
+                headers.insert(name.clone(), v.clone());
             }
         }
         if let Some(s) = session {

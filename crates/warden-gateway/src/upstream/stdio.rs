@@ -44,6 +44,8 @@ struct Outbox {
 
 struct Running {
     stdin: mpsc::Sender<Bytes>,
+    /// Ends the stdin writer: the child reads EOF (its signal to exit).
+    close_input: tokio::sync::Notify,
     pending: Mutex<HashMap<String, Pending>>,
     alive: AtomicBool,
     started: Instant,
@@ -63,6 +65,8 @@ pub struct StdioUpstream {
     next_spawn: Mutex<Option<Instant>>,
     init: Mutex<(Option<Bytes>, Option<Bytes>)>,
     on_event: EventHook,
+    /// The exit code of the last child that exited (`-1`: killed by a signal).
+    exits: tokio::sync::watch::Sender<Option<i32>>,
 }
 
 impl StdioUpstream {
@@ -78,6 +82,29 @@ impl StdioUpstream {
             next_spawn: Mutex::new(None),
             init: Mutex::new((None, None)),
             on_event,
+            exits: tokio::sync::watch::Sender::new(None),
+        }
+    }
+
+    /// Start the child now (rather than on first use).
+    pub async fn start(&self) -> Result<(), UpstreamError> {
+        self.ensure_running().await.map(|_| ())
+    }
+
+    /// Watch the exit codes of this upstream's children.
+    pub fn exits(&self) -> tokio::sync::watch::Receiver<Option<i32>> {
+        self.exits.subscribe()
+    }
+
+    /// Close the running child's stdin (its signal to exit) without killing it. Requests still
+    /// open end quietly (their streams close), as at a session's end.
+    pub async fn close_input(&self) {
+        if let Some(run) = self.running.lock().await.as_ref() {
+            run.pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clear();
+            run.close_input.notify_one();
         }
     }
 
@@ -265,12 +292,18 @@ impl StdioUpstream {
         let (in_tx, mut in_rx) = mpsc::channel::<Bytes>(256);
         let run = Arc::new(Running {
             stdin: in_tx,
+            close_input: tokio::sync::Notify::new(),
             pending: Mutex::new(HashMap::new()),
             alive: AtomicBool::new(true),
             started: Instant::now(),
         });
+        let writer = run.clone();
         tokio::spawn(async move {
-            while let Some(line) = in_rx.recv().await {
+            loop {
+                let line = tokio::select! {
+                    l = in_rx.recv() => match l { Some(l) => l, None => break },
+                    _ = writer.close_input.notified() => break,
+                };
                 if stdin.write_all(&line).await.is_err()
                     || stdin.write_all(b"\n").await.is_err()
                     || stdin.flush().await.is_err()
@@ -296,7 +329,7 @@ impl StdioUpstream {
         // Reader and supervisor run apart: the supervisor must be able to stop a child that is
         // still writing (session end), not only reap one that closed its stdout.
         tokio::spawn(reader.run(stdout));
-        tokio::spawn(supervise(child, watch, on_event, name));
+        tokio::spawn(supervise(child, watch, on_event, name, self.exits.clone()));
         Ok(run)
     }
 
@@ -371,14 +404,27 @@ async fn write_line(run: &Running, line: Bytes) -> Result<(), UpstreamError> {
         .map_err(|_| UpstreamError::Exited)
 }
 
-async fn supervise(mut child: Child, run: Arc<Running>, on_event: EventHook, name: String) {
+async fn supervise(
+    mut child: Child,
+    run: Arc<Running>,
+    on_event: EventHook,
+    name: String,
+    exits: tokio::sync::watch::Sender<Option<i32>>,
+) {
     let status = tokio::select! {
-        s = child.wait() => s.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string()),
+        s = child.wait() => s,
         _ = wait_closed(&run) => {
             let _ = child.start_kill();
-            child.wait().await.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string())
+            child.wait().await
         }
     };
+    exits.send_replace(Some(
+        status.as_ref().ok().and_then(|s| s.code()).unwrap_or(-1),
+    ));
+    run.close_input.notify_one(); // the stdin writer ends with the child
+    let status = status
+        .map(|s| s.to_string())
+        .unwrap_or_else(|e| e.to_string());
     run.alive.store(false, Ordering::Relaxed);
     let pending: Vec<Pending> = run
         .pending

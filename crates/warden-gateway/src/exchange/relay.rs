@@ -1,7 +1,9 @@
-//! Relaying what an upstream answered: a JSON body, or a stream of frames written to the client as
-//! SSE. Every server→client message walks the pipeline bottom-up; a message no guard changed goes
-//! out as its original bytes (SSE blocks included, with their ids and `retry:`), so resumption
-//! and unknown fields survive the relay.
+//! Relaying what an upstream answered: a JSON body, or a stream of frames written to the client
+//! as SSE (HTTP) or lines (stdio). Every server→client message walks the pipeline bottom-up (a
+//! list answer's items meet `list_item` first); a message no guard changed goes out as its
+//! original bytes (SSE blocks included, with their ids and `retry:`), so resumption and unknown
+//! fields survive the relay. An upstream answer that is not a valid JSON-RPC message, or answers
+//! another id, is refused (502 `upstream_invalid_response`), never relayed unguarded.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,11 +15,11 @@ use warden_proto::error::code;
 use warden_proto::sse;
 use warden_proto::{Kind, Message};
 
-use super::body::{ChannelBody, Response};
+use warden_guard::{Ctx, Refusal};
+
+use super::answer::{Answer, Answered, Wire, raw_id};
 use super::event_log::EventLog;
-use super::respond;
 use crate::gateway::Gateway;
-use crate::guard::{Ctx, Refusal};
 use crate::pipeline::Walked;
 use crate::upstream::stdio::StdioUpstream;
 use crate::upstream::{Frame, Reply, UpstreamError};
@@ -42,6 +44,8 @@ pub struct Relay {
     /// Session event log: set for session-era stdio upstreams, whose streams Warden numbers and
     /// keeps for resumption (see `event_log.rs`).
     pub log: Option<Arc<EventLog>>,
+    /// How the front end writes a stream.
+    pub wire: Wire,
 }
 
 /// Error message for the client's request when the upstream failed.
@@ -76,6 +80,7 @@ impl Relay {
             wire_id: None,
             session_header: None,
             log: None,
+            wire: Wire::Sse,
         }
     }
 
@@ -94,46 +99,47 @@ impl Relay {
         self.finish(decision, 200, (!clean).then_some("stream_interrupted"));
     }
 
-    fn with_session(&self, r: Response) -> Response {
-        match &self.session_header {
-            Some(s) => respond::with_session(r, s),
-            None => r,
+    fn with_session(&self, answer: Answer) -> Answered {
+        Answered {
+            answer,
+            session: self.session_header.clone(),
         }
     }
 
     /// Answer the client from the upstream's reply.
-    pub async fn respond(mut self, reply: Reply) -> Response {
+    pub async fn respond(mut self, reply: Reply) -> Answered {
         match reply {
             Reply::Accepted => {
                 self.finish(Decision::Allow, 202, None);
-                self.with_session(respond::accepted())
+                self.with_session(Answer::Accepted)
             }
-            Reply::Body {
-                status,
-                content_type,
-                body,
-            } => {
-                let Ok(msg) = Message::parse(&body) else {
-                    // Not a JSON-RPC message (an upstream's plain HTTP error): relay as-is.
-                    self.finish(
-                        if status < 400 {
-                            Decision::Allow
-                        } else {
-                            Decision::Error
-                        },
-                        status,
-                        None,
-                    );
-                    return self.with_session(respond::response_typed(
-                        status,
-                        content_type,
-                        super::body::full(body),
-                    ));
+            Reply::Body { status, body, .. } => {
+                let msg = match Message::parse(&body) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        // Not one JSON-RPC message (a plain HTTP error page, duplicate keys, two
+                        // results…): never relayed. An upstream error status is kept.
+                        let mut r = Refusal::upstream_invalid(format!(
+                            "the upstream answered HTTP {status} with a body that is not one valid JSON-RPC message ({})",
+                            e.reason()
+                        ));
+                        if status >= 400 {
+                            r.status = status;
+                        }
+                        return self.refused(&r);
+                    }
                 };
+                if let Some(r) = self.foreign_answer(&msg) {
+                    return self.refused(&r);
+                }
                 match self.server_parsed(&body, &msg).await {
                     Ok(out) => {
                         self.finish(Decision::Allow, status, None);
-                        self.with_session(respond::json(status, out))
+                        self.with_session(Answer::Json {
+                            status,
+                            content_type: Some(JSON.clone()),
+                            body: out,
+                        })
                     }
                     Err(r) => self.refused(&r),
                 }
@@ -146,6 +152,10 @@ impl Relay {
                 self.wire_id = wire_id;
                 if let (false, Some(log)) = (sse, self.log.clone()) {
                     return self.logged(log, frames);
+                }
+                if self.wire == Wire::Lines {
+                    // stdio: every message is a line as it comes; nothing to decide up front.
+                    return self.stream(None, frames);
                 }
                 if !sse {
                     // stdio: answer JSON when the first thing the server says is the final response.
@@ -168,7 +178,11 @@ impl Relay {
                             Ok(out) => {
                                 let status = self.status_for(&out);
                                 self.finish(Decision::Allow, status, None);
-                                self.with_session(respond::json(status, out))
+                                self.with_session(Answer::Json {
+                                    status,
+                                    content_type: Some(JSON.clone()),
+                                    body: out,
+                                })
                             }
                             Err(r) => self.refused(&r),
                         };
@@ -209,13 +223,21 @@ impl Relay {
         }
     }
 
-    fn refused(&self, r: &Refusal) -> Response {
-        self.gw.audit_refusal(&self.ctx, r, None);
-        let id: Option<Box<serde_json::value::RawValue>> = self
-            .request_id
-            .as_ref()
-            .and_then(|i| serde_json::value::RawValue::from_string(i.clone()).ok());
-        self.with_session(respond::refusal(r, id.as_deref()))
+    fn refused(&self, r: &Refusal) -> Answered {
+        let id = raw_id(self.request_id.as_deref());
+        self.gw.audit_refusal(&self.ctx, r, id.as_deref());
+        self.with_session(Answer::Refused {
+            refusal: r.clone(),
+            id,
+        })
+    }
+
+    /// A response in a JSON body that answers some other request than the client's.
+    fn foreign_answer(&self, m: &Message<'_>) -> Option<Refusal> {
+        let want = self.request_id.as_deref()?;
+        let answers = matches!(m.kind(), Kind::Response | Kind::Error);
+        (answers && !m.id().is_some_and(|i| same_id(i.get(), want)))
+            .then(|| Refusal::upstream_invalid("the upstream answered with another request's id"))
     }
 
     /// Is this the response (or error) to the client's request?
@@ -224,24 +246,45 @@ impl Relay {
             return false;
         };
         matches!(m.kind(), Kind::Response | Kind::Error)
-            && m.id().map(|i| i.get()) == Some(want.as_str())
+            && m.id().is_some_and(|i| same_id(i.get(), want))
     }
 
     /// Run one server message through the guards (bottom-up), parsing it once. Says whether it
     /// is the final response to the client's request (`on_final` is called for that one).
-    async fn server_message(&mut self, data: &Bytes) -> (bool, Result<Bytes, Refusal>) {
+    pub async fn server_message(&mut self, data: &Bytes) -> (bool, Result<Bytes, Refusal>) {
         match Message::parse(data) {
             Ok(m) => (self.is_final_msg(&m), self.server_parsed(data, &m).await),
-            // Not JSON-RPC: the pipeline's own parse refuses it.
-            Err(_) => {
-                let walked = self.gw.pipeline.server_message(data.clone(), &mut self.ctx);
-                (false, walked.await)
-            }
+            Err(e) => (
+                false,
+                Err(Refusal::upstream_invalid(format!(
+                    "the upstream sent a message that is not valid JSON-RPC ({})",
+                    e.reason()
+                ))),
+            ),
         }
     }
 
-    /// The guards for a message already parsed from `raw`.
+    /// The guards for a message already parsed from `raw`; a list answer's items meet the
+    /// `list_item` hook first.
     async fn server_parsed(&mut self, raw: &Bytes, msg: &Message<'_>) -> Result<Bytes, Refusal> {
+        if self.is_final_msg(msg)
+            && let Some(kind) = self
+                .ctx
+                .method
+                .as_deref()
+                .and_then(warden_guard::ListKind::of)
+            && let Some(filtered) = super::lists::filter(&self.gw, &self.ctx, msg, kind).await?
+        {
+            let m = Message::parse(&filtered).map_err(|_| Refusal::internal())?;
+            let out = match self.gw.pipeline.server_parsed(&m, &mut self.ctx).await? {
+                Walked::Unchanged => filtered.clone(),
+                Walked::Rewritten(b) => b,
+            };
+            if let Ok(m) = Message::parse(&out) {
+                self.call_on_final(&m);
+            }
+            return Ok(out);
+        }
         let out = match self.gw.pipeline.server_parsed(msg, &mut self.ctx).await? {
             Walked::Unchanged => {
                 self.call_on_final(msg);
@@ -278,9 +321,9 @@ impl Relay {
         self,
         first: Option<Frame>,
         mut frames: mpsc::Receiver<Result<Frame, UpstreamError>>,
-    ) -> Response {
+    ) -> Answered {
         let (tx, rx) = mpsc::channel::<Bytes>(64);
-        let resp = self.with_session(respond::sse(either_channel(rx)));
+        let resp = self.with_session(Answer::Stream(rx));
         tokio::spawn(async move {
             let mut me = self;
             let mut pending = first;
@@ -310,19 +353,10 @@ impl Relay {
                     Err(e) => {
                         if !final_seen && me.request_id.is_some() {
                             let r = upstream_refusal(&e);
-                            me.gw.audit_refusal(&me.ctx, &r, None);
-                            let id = me.request_id.as_deref().and_then(|i| {
-                                serde_json::value::RawValue::from_string(i.to_owned()).ok()
-                            });
+                            let id = raw_id(me.request_id.as_deref());
+                            me.gw.audit_refusal(&me.ctx, &r, id.as_deref());
                             let err = r.to_rpc_error().to_bytes(id.as_deref());
-                            let _ = tx
-                                .send(sse::encode(
-                                    None,
-                                    Some("message"),
-                                    None,
-                                    std::str::from_utf8(&err).ok(),
-                                ))
-                                .await;
+                            let _ = tx.send(super::answer::encode(me.wire, &err)).await;
                         }
                         clean = false;
                         break;
@@ -351,6 +385,20 @@ impl Relay {
 
     /// The bytes to write for one frame, after the guards; `None` to drop it.
     async fn frame_bytes(&mut self, frame: Frame, final_seen: &mut bool) -> Option<Bytes> {
+        if self.wire == Wire::Lines {
+            // stdio has no SSE framing: messages only.
+            let data = frame.data.filter(|d| !d.is_empty())?;
+            let (is_final, walked) = self.server_message(&data).await;
+            *final_seen |= is_final;
+            return match walked {
+                Ok(out) => Some(out),
+                Err(r) => {
+                    let id = raw_id(self.request_id.as_deref());
+                    self.gw.audit_refusal(&self.ctx, &r, id.as_deref());
+                    is_final.then(|| Bytes::from(r.to_rpc_error().to_bytes(id.as_deref())))
+                }
+            };
+        }
         let Some(data) = frame.data.clone() else {
             return Some(frame.raw.unwrap_or_else(|| {
                 sse::encode(
@@ -382,14 +430,12 @@ impl Relay {
                 std::str::from_utf8(&out).ok(),
             )),
             Err(r) => {
-                self.gw.audit_refusal(&self.ctx, &r, None);
+                let id = raw_id(self.request_id.as_deref());
+                self.gw
+                    .audit_refusal(&self.ctx, &r, is_final.then_some(id.as_deref()).flatten());
                 if !is_final {
                     return None; // a refused notification or server request is dropped (and audited)
                 }
-                let id = self
-                    .request_id
-                    .as_deref()
-                    .and_then(|i| serde_json::value::RawValue::from_string(i.to_owned()).ok());
                 let err = r.to_rpc_error().to_bytes(id.as_deref());
                 Some(sse::encode(
                     frame.id.as_deref(),
@@ -410,9 +456,13 @@ impl Relay {
         self,
         log: Arc<EventLog>,
         mut frames: mpsc::Receiver<Result<Frame, UpstreamError>>,
-    ) -> Response {
+    ) -> Answered {
         let stream = log.open();
-        let resp = self.with_session(follow(log.clone(), stream, None));
+        let resp = self.with_session(Answer::Stream(super::event_log::follow(
+            log.clone(),
+            stream,
+            None,
+        )));
         tokio::spawn(async move {
             let mut me = self;
             let mut clean = true;
@@ -422,10 +472,8 @@ impl Relay {
                     Err(e) => {
                         if me.request_id.is_some() {
                             let r = upstream_refusal(&e);
-                            me.gw.audit_refusal(&me.ctx, &r, None);
-                            let id = me.request_id.as_deref().and_then(|i| {
-                                serde_json::value::RawValue::from_string(i.to_owned()).ok()
-                            });
+                            let id = raw_id(me.request_id.as_deref());
+                            me.gw.audit_refusal(&me.ctx, &r, id.as_deref());
                             log.push(stream, &r.to_rpc_error().to_bytes(id.as_deref()));
                         }
                         clean = false;
@@ -439,9 +487,7 @@ impl Relay {
                     Err(r) => {
                         me.gw.audit_refusal(&me.ctx, &r, None);
                         if is_final {
-                            let id = me.request_id.as_deref().and_then(|i| {
-                                serde_json::value::RawValue::from_string(i.to_owned()).ok()
-                            });
+                            let id = raw_id(me.request_id.as_deref());
                             log.push(stream, &r.to_rpc_error().to_bytes(id.as_deref()));
                         }
                     }
@@ -457,40 +503,30 @@ impl Relay {
     }
 }
 
-/// An SSE response that replays `stream` of `log` after `after` and follows it until it finishes.
-pub fn follow(log: Arc<EventLog>, stream: u64, after: Option<u64>) -> Response {
-    let (tx, rx) = mpsc::channel::<Bytes>(64);
-    tokio::spawn(async move {
-        let mut cursor = after;
-        loop {
-            let wake = log.notified();
-            tokio::pin!(wake);
-            wake.as_mut().enable();
-            let Some((events, done)) = log.after(stream, cursor) else {
-                return;
-            };
-            for (seq, block) in events {
-                if tx.send(block).await.is_err() {
-                    return;
-                }
-                cursor = Some(seq);
-            }
-            if done {
-                return;
-            }
-            tokio::select! {
-                _ = &mut wake => {}
-                _ = tokio::time::sleep(Duration::from_secs(15)) => {
-                    if tx.send(Bytes::from_static(b": keep-alive\n\n")).await.is_err() {
-                        return;
-                    }
-                }
-            }
-        }
-    });
-    respond::sse(either_channel(rx))
+static JSON: http::HeaderValue = http::HeaderValue::from_static("application/json");
+
+/// Are two raw JSON-RPC ids the same id? Byte-equal (the usual case), or equal once parsed: a
+/// server may echo `"\u00e9"` as `"é"`.
+pub fn same_id(a: &str, b: &str) -> bool {
+    a == b
+        || matches!(
+            (
+                serde_json::from_str::<serde_json::Value>(a),
+                serde_json::from_str::<serde_json::Value>(b),
+            ),
+            (Ok(x), Ok(y)) if x == y
+        )
 }
 
-fn either_channel(rx: mpsc::Receiver<Bytes>) -> super::body::ResponseBody {
-    http_body_util::Either::Right(ChannelBody(rx))
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ids_compare_by_value() {
+        assert!(super::same_id(
+            r#""\u006A\u0063os\/\n\"eb""#,
+            r#""jcos/\n\"eb""#
+        ));
+        assert!(super::same_id("1", "1"));
+        assert!(!super::same_id("1", "\"1\""));
+    }
 }

@@ -141,6 +141,45 @@ impl EventLog {
     }
 }
 
+/// The events of `stream` of `log` after `after`, then the stream as it goes on, until it
+/// finishes: already-encoded SSE blocks (with a keep-alive comment every 15 s of quiet).
+pub fn follow(
+    log: std::sync::Arc<EventLog>,
+    stream: u64,
+    after: Option<u64>,
+) -> tokio::sync::mpsc::Receiver<Bytes> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
+    tokio::spawn(async move {
+        let mut cursor = after;
+        loop {
+            let wake = log.notified();
+            tokio::pin!(wake);
+            wake.as_mut().enable();
+            let Some((events, done)) = log.after(stream, cursor) else {
+                return;
+            };
+            for (seq, block) in events {
+                if tx.send(block).await.is_err() {
+                    return;
+                }
+                cursor = Some(seq);
+            }
+            if done {
+                return;
+            }
+            tokio::select! {
+                _ = &mut wake => {}
+                _ = tokio::time::sleep(std::time::Duration::from_secs(15)) => {
+                    if tx.send(Bytes::from_static(b": keep-alive\n\n")).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    rx
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,18 +10,12 @@ use serde_json::{Map, Value};
 use warden_audit::Decision;
 use warden_proto::Message;
 
-use super::ListKind;
+use warden_guard::{Ctx, ListKind};
+
+use super::lists::exposed;
 use crate::gateway::Gateway;
-use crate::guard::Ctx;
 
-pub(super) fn exposed(gw: &Gateway, idx: usize, name: &str, kind: ListKind) -> String {
-    match (&gw.upstreams[idx].cfg.prefix, kind) {
-        (Some(p), ListKind::Tools | ListKind::Prompts) => format!("{p}_{name}"),
-        _ => name.to_owned(),
-    }
-}
-
-/// Resolve an exposed tool/prompt name to (upstream, original name).
+/// The `result` object of an answer.
 pub(super) fn result_of(b: &Bytes) -> Option<Map<String, Value>> {
     Message::parse(b)
         .ok()?

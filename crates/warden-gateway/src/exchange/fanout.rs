@@ -1,0 +1,273 @@
+//! Several upstreams behind one endpoint: a message for every upstream (handshakes, lists,
+//! notifications) is sent to each live one, and **every part** of the answer — the final
+//! response and whatever the upstream said before it — meets the server→client guards with its
+//! own upstream in `ctx.route` (list items meet `list_item` with their original name) before the
+//! parts are merged. A part a guard refuses leaves that upstream out of the answer, audited.
+//! Streams of several upstreams (`subscriptions/listen`, the GET stream) are merged with their
+//! frames tagged by upstream.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::HeaderMap;
+use tokio::sync::mpsc;
+use warden_audit::Decision;
+use warden_guard::{Ctx, ListKind, Route};
+use warden_proto::{Generation, Kind, Message};
+
+use super::route::tagged;
+use crate::gateway::{Gateway, Link, SessionState};
+use crate::pipeline::{Cleared, Walked};
+use crate::upstream::{Frame, Reply, UpstreamError};
+
+/// Is upstream `idx` part of this session (it answered `initialize`)?
+pub fn live(session: Option<&SessionState>, idx: usize) -> bool {
+    session.is_none_or(|s| s.live[idx].load(std::sync::atomic::Ordering::Relaxed))
+}
+
+/// The guarded parts of a fanned-out answer.
+#[derive(Default)]
+pub struct Parts {
+    /// Each answering upstream's final response.
+    pub finals: Vec<(usize, Bytes)>,
+    /// What upstreams said before their final responses (notifications, server requests), in
+    /// arrival order per upstream, each already through the guards.
+    pub others: Vec<Bytes>,
+}
+
+/// Forward to every live upstream and collect each answer, every part through the guards.
+pub async fn fan_out(
+    gw: &Gateway,
+    ctx: &Ctx,
+    headers: &HeaderMap,
+    s: Option<&SessionState>,
+    msg: &Message<'_>,
+    cleared: &Cleared,
+) -> Parts {
+    let want = msg.id().map(|i| i.get().to_owned()).unwrap_or_default();
+    let list = ctx.method.as_deref().and_then(ListKind::of);
+    let mut parts = Parts::default();
+    for idx in (0..gw.upstreams.len()).filter(|i| live(s, *i)) {
+        if ctx.generation == Some(Generation::Stateless) && !gw.speaks_stateless(idx).await {
+            continue; // a session-era upstream has no part in a stateless answer
+        }
+        let mut part = ctx.clone();
+        part.route = Some(Route::to(idx, gw.upstreams[idx].name.clone()));
+        let timeout = Duration::from_millis(gw.upstreams[idx].cfg.timeout_ms);
+        let answer = match gw.forward(idx, s, headers, msg, cleared).await {
+            Ok((reply, sid)) => {
+                if let (Some(sess), Some(sid)) = (s, sid)
+                    && let Link::Http { session_id, .. } = &sess.links[idx]
+                {
+                    *session_id.lock().unwrap_or_else(|p| p.into_inner()) = Some(sid);
+                }
+                collect(reply, &want, timeout).await
+            }
+            Err(e) => Err(e),
+        };
+        let (last, before) = match answer {
+            Ok(x) => x,
+            Err(_) => {
+                left_out(gw, &part, "upstream_failed_fan_out");
+                continue;
+            }
+        };
+        for m in before {
+            if let Some(b) = guard_part(gw, &mut part, &m, None).await {
+                parts.others.push(b);
+            }
+        }
+        match guard_part(gw, &mut part, &last, list).await {
+            Some(b) if Message::parse(&b).is_ok_and(|m| m.kind() == Kind::Response) => {
+                parts.finals.push((idx, b))
+            }
+            _ => left_out(gw, &part, "upstream_part_refused"),
+        }
+    }
+    parts
+}
+
+fn left_out(gw: &Gateway, ctx: &Ctx, reason: &'static str) {
+    let mut ev = ctx.event("upstream.unavailable", Decision::Error);
+    ev.reason = Some(reason.into());
+    gw.audit.emit(ev);
+}
+
+/// One part through the server→client guards (a list answer's items first); `None` when it is
+/// not JSON-RPC or a guard refused it (audited).
+async fn guard_part(
+    gw: &Gateway,
+    ctx: &mut Ctx,
+    raw: &Bytes,
+    list: Option<ListKind>,
+) -> Option<Bytes> {
+    let refused = |ctx: &Ctx, r: warden_guard::Refusal| {
+        gw.audit_refusal(ctx, &r, None);
+        None
+    };
+    let Ok(msg) = Message::parse(raw) else {
+        return refused(
+            ctx,
+            warden_guard::Refusal::upstream_invalid("a fanned-out part is not valid JSON-RPC"),
+        );
+    };
+    let filtered = match list {
+        Some(kind) if msg.kind() == Kind::Response => {
+            match super::lists::filter(gw, ctx, &msg, kind).await {
+                Ok(f) => f,
+                Err(r) => return refused(ctx, r),
+            }
+        }
+        _ => None,
+    };
+    let (bytes, reparsed);
+    let msg = match &filtered {
+        None => {
+            bytes = raw.clone();
+            &msg
+        }
+        Some(b) => {
+            bytes = b.clone();
+            reparsed = Message::parse(b).ok()?;
+            &reparsed
+        }
+    };
+    match gw.pipeline.server_parsed(msg, ctx).await {
+        Ok(Walked::Unchanged) => Some(bytes),
+        Ok(Walked::Rewritten(b)) => Some(b),
+        Err(r) => refused(ctx, r),
+    }
+}
+
+/// The final response to request `want` in a reply, and the messages before it.
+pub async fn collect(
+    reply: Reply,
+    want: &str,
+    timeout: Duration,
+) -> Result<(Bytes, Vec<Bytes>), UpstreamError> {
+    match reply {
+        Reply::Body { body, .. } => Ok((body, Vec::new())),
+        Reply::Accepted => Err(UpstreamError::Invalid("no response to a request".into())),
+        Reply::Stream { mut frames, .. } => {
+            let mut before = Vec::new();
+            loop {
+                match tokio::time::timeout(timeout, frames.recv()).await {
+                    Err(_) => return Err(UpstreamError::Timeout(timeout.as_millis() as u64)),
+                    Ok(None) => return Err(UpstreamError::Exited),
+                    Ok(Some(Err(e))) => return Err(e),
+                    Ok(Some(Ok(f))) => {
+                        let Some(d) = f.data.filter(|d| !d.is_empty()) else {
+                            continue;
+                        };
+                        let is_final = Message::parse(&d).is_ok_and(|m| {
+                            matches!(m.kind(), Kind::Response | Kind::Error)
+                                && m.id().is_some_and(|i| super::relay::same_id(i.get(), want))
+                        });
+                        if is_final {
+                            return Ok((d, before));
+                        }
+                        if before.len() < 256 {
+                            before.push(d);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The final response to request `want` in a reply (the probe's use: other frames unneeded).
+pub async fn final_message(
+    reply: Reply,
+    want: &str,
+    timeout: Duration,
+) -> Result<Bytes, UpstreamError> {
+    collect(reply, want, timeout).await.map(|(b, _)| b)
+}
+
+/// Tag a reply's frames with upstream `idx` (server request ids, SSE event ids).
+pub fn tag_reply(idx: usize, reply: Reply) -> Reply {
+    match reply {
+        Reply::Stream {
+            frames,
+            sse,
+            wire_id,
+        } => {
+            let (tx, rx) = mpsc::channel(64);
+            tagged(idx, frames, tx);
+            Reply::Stream {
+                frames: rx,
+                sse,
+                wire_id,
+            }
+        }
+        other => other,
+    }
+}
+
+/// `subscriptions/listen` across upstreams: one merged stream of tagged frames.
+pub async fn listen(
+    gw: &Gateway,
+    headers: &HeaderMap,
+    s: Option<&SessionState>,
+    msg: &Message<'_>,
+    cleared: &Cleared,
+) -> mpsc::Receiver<Result<Frame, UpstreamError>> {
+    let (tx, rx) = mpsc::channel(64);
+    for idx in (0..gw.upstreams.len()).filter(|i| live(s, *i)) {
+        if let Ok((reply, _)) = gw.forward(idx, s, headers, msg, cleared).await {
+            match reply {
+                Reply::Stream { frames, .. } => tagged(idx, frames, tx.clone()),
+                Reply::Body { body, .. } => {
+                    let _ = tx.try_send(Ok(Frame::message(body)));
+                }
+                Reply::Accepted => {}
+            }
+        }
+    }
+    rx
+}
+
+/// The standalone GET stream across upstreams; `Last-Event-ID` goes only to the upstream it
+/// names.
+pub async fn get_stream(
+    gw: &Gateway,
+    headers: &HeaderMap,
+    session: &SessionState,
+) -> mpsc::Receiver<Result<Frame, UpstreamError>> {
+    let last = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once('~'))
+        .and_then(|(i, rest)| Some((i.parse::<usize>().ok()?, rest.to_owned())));
+    let (tx, rx) = mpsc::channel(64);
+    for idx in (0..gw.upstreams.len()).filter(|i| live(Some(session), *i)) {
+        let mut h = headers.clone();
+        h.remove("last-event-id");
+        if let Some((li, rest)) = &last
+            && *li == idx
+            && let Ok(v) = http::HeaderValue::from_str(rest)
+        {
+            h.insert("last-event-id", v);
+        }
+        match &session.links[idx] {
+            Link::Stdio(child) => tagged(idx, child.open_server_stream(), tx.clone()),
+            Link::Http { standalone, .. } => {
+                let opened = if h.contains_key("last-event-id") {
+                    None
+                } else {
+                    standalone.lock().ok().and_then(|mut s| s.take())
+                };
+                if let Some(frames) = opened {
+                    tagged(idx, frames, tx.clone());
+                } else if let Some(Ok(a)) =
+                    gw.forward_http(idx, session, http::Method::GET, &h).await
+                    && let Reply::Stream { frames, .. } = a.reply
+                {
+                    tagged(idx, frames, tx.clone());
+                }
+            }
+        }
+    }
+    rx
+}
