@@ -44,6 +44,20 @@ pub struct ServerConfig {
     pub header_timeout_ms: u64,
     /// A client must send its whole body within this time.
     pub body_timeout_ms: u64,
+    /// A new connection must deliver its first complete request head within this time, whatever
+    /// its protocol (slow-client defence, P4.4): a connection that sends nothing, a few bytes, a
+    /// partial HTTP/2 preface, or an HTTP/2 preface and SETTINGS but no request is closed when it
+    /// runs out, audited as `connection.timeout` (reason `first_request_timeout`) and counted in
+    /// `warden_refusals_total`. `None` (the default): `header_timeout_ms`.
+    pub first_request_timeout_ms: Option<u64>,
+    /// An HTTP/2 connection with no stream open and none begun or ended for this long is closed
+    /// (GOAWAY), between one and two times this after its last stream ended (the first check is
+    /// made at the first-request deadline, so never sooner than that after connecting); audited as
+    /// `connection.timeout` (reason `idle_timeout`, decision `info`). HTTP/2 connections are also
+    /// pinged every 30 s and closed when a ping is not answered within 20 s. HTTP/1.1 keep-alive
+    /// connections idle between requests are closed after `header_timeout_ms` (the next head's
+    /// deadline starts as soon as the previous response is written).
+    pub idle_timeout_secs: u64,
     /// Concurrent downstream connections.
     pub max_connections: usize,
     /// Connection worker threads (`warden serve`: each runs its own single-threaded runtime and
@@ -63,6 +77,8 @@ impl Default for ServerConfig {
             allowed_origins: Vec::new(),
             header_timeout_ms: 10_000,
             body_timeout_ms: 30_000,
+            first_request_timeout_ms: None,
+            idle_timeout_secs: 60,
             max_connections: 1024,
             worker_threads: None,
             shutdown_grace_secs: 10,
@@ -267,6 +283,14 @@ impl UpstreamConfig {
 }
 
 impl ServerConfig {
+    /// The first-request deadline in force: `first_request_timeout_ms`, else `header_timeout_ms`.
+    pub fn first_request_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(
+            self.first_request_timeout_ms
+                .unwrap_or(self.header_timeout_ms),
+        )
+    }
+
     /// The Host allowlist in force: the configured one, or loopback names.
     pub fn effective_allowed_hosts(&self) -> Vec<String> {
         self.allowed_hosts.clone().unwrap_or_else(|| {

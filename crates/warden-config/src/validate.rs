@@ -51,6 +51,22 @@ pub(crate) fn validate(cfg: &Config, text: &str) -> Vec<Diagnostic> {
             "leave it out for one thread per CPU",
         ));
     }
+    if cfg.server.first_request_timeout_ms == Some(0) {
+        out.push(at(
+            text,
+            server_at("first_request_timeout_ms"),
+            "server.first_request_timeout_ms must be greater than zero",
+            "leave it out to use header_timeout_ms, or give a few seconds",
+        ));
+    }
+    if cfg.server.idle_timeout_secs == 0 || cfg.server.idle_timeout_secs > 86_400 {
+        out.push(at(
+            text,
+            server_at("idle_timeout_secs"),
+            "server.idle_timeout_secs must be between 1 and 86400",
+            "a minute or a few is usual",
+        ));
+    }
     if cfg.server.shutdown_grace_secs > 3600 {
         out.push(at(
             text,

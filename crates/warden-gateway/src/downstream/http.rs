@@ -15,10 +15,12 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc};
+use warden_audit::Decision::{Deny, Info};
 use warden_guard::{Ctx, Front, HttpFacts, Refusal};
 use warden_proto::error::code;
 
 use super::body::{ChannelBody, Response};
+use super::deadline::{self, Activity, Phase, Step, Tracked};
 use super::respond;
 use super::workers::{self, Accepted, Draining, Workers};
 use crate::exchange::{self, answer::Answered, answer::Early};
@@ -41,6 +43,7 @@ pub async fn serve(
             .server
             .header_timeout_ms
             .min(gw.cfg.server.body_timeout_ms)
+            .min(gw.cfg.server.first_request_timeout().as_millis() as u64)
             / 2)
         .clamp(50, 1000),
     );
@@ -115,12 +118,30 @@ fn refuse_connection(
     control: &'static str,
     hint: &'static str,
 ) {
-    tracing::warn!(%peer, reason, "connection refused");
-    gw.metrics
-        .refusals
-        .get_or_create(&crate::metrics::ReasonLabel { reason })
-        .inc();
-    let mut ev = warden_audit::AuditEvent::new("connection.refused", warden_audit::Decision::Deny);
+    audit_connection(gw, peer, "connection.refused", Deny, reason, control, hint);
+}
+
+/// A connection closed by Warden: a `kind` audit event with its reason. A `Deny` is also logged
+/// and counted in `warden_refusals_total`; an `Info` (an idle connection's ordinary end) is not.
+fn audit_connection(
+    gw: &Gateway,
+    peer: std::net::SocketAddr,
+    kind: &'static str,
+    decision: warden_audit::Decision,
+    reason: &'static str,
+    control: &'static str,
+    hint: &'static str,
+) {
+    if decision == Deny {
+        tracing::warn!(%peer, reason, "connection refused");
+        gw.metrics
+            .refusals
+            .get_or_create(&crate::metrics::ReasonLabel { reason })
+            .inc();
+    } else {
+        tracing::debug!(%peer, reason, "connection closed");
+    }
+    let mut ev = warden_audit::AuditEvent::new(kind, decision);
     ev.client = Some(peer.to_string().into());
     ev.reason = Some(reason.into());
     ev.control = Some(control);
@@ -146,12 +167,20 @@ async fn serve_connection(gw: Arc<Gateway>, conn: Accepted, mut draining: Draini
         return;
     };
     let header_timeout = Duration::from_millis(gw.cfg.server.header_timeout_ms);
+    let idle = Duration::from_secs(gw.cfg.server.idle_timeout_secs);
     // Audit events name the client; format its address once per connection.
     let label: Arc<str> = peer.to_string().into();
-    let svc = service_fn(move |req| {
-        let gw = gw.clone();
+    let activity = Arc::new(Activity::default());
+    let seen = activity.clone();
+    let served = gw.clone();
+    let svc = service_fn(move |req: Request<Incoming>| {
+        let gw = served.clone();
+        let open = seen.begin(req.version());
         let ctx = Ctx::new(gw.next_request_id(), Front::Http, Some(peer), label.clone());
-        async move { Ok::<_, Infallible>(handle(gw, ctx, req).await) }
+        async move {
+            let r = handle(gw, ctx, req).await;
+            Ok::<_, Infallible>(r.map(|b| Tracked::new(b, open)))
+        }
     });
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder
@@ -161,16 +190,80 @@ async fn serve_connection(gw: Arc<Gateway>, conn: Accepted, mut draining: Draini
     builder
         .http2()
         .timer(TokioTimer::new())
-        .keep_alive_interval(Some(Duration::from_secs(30)));
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(20));
     let conn = builder.serve_connection(TokioIo::new(stream), svc);
     tokio::pin!(conn);
-    tokio::select! {
-        _ = conn.as_mut() => {}
-        _ = async { drop(draining.wait_for(|d| *d).await) } => {
-            // Shutting down: finish the request in flight, then close (HTTP/1.1: no keep-alive;
-            // HTTP/2: GOAWAY).
-            conn.as_mut().graceful_shutdown();
-            let _ = conn.await;
+    // The connection's one timer (see `super::deadline`): its first request head, then (HTTP/2)
+    // idleness.
+    let timer = tokio::time::sleep(gw.cfg.server.first_request_timeout());
+    tokio::pin!(timer);
+    let mut phase = Phase::First;
+    let drain = async { drop(draining.wait_for(|d| *d).await) };
+    tokio::pin!(drain);
+    let ended = loop {
+        tokio::select! {
+            r = conn.as_mut() => break r,
+            _ = &mut drain => {
+                // Shutting down: finish the request in flight, then close (HTTP/1.1: no
+                // keep-alive; HTTP/2: GOAWAY).
+                conn.as_mut().graceful_shutdown();
+                break conn.as_mut().await;
+            }
+            _ = &mut timer, if phase != Phase::Off => match deadline::on_expiry(
+                &activity, phase, idle
+            ) {
+                Step::FirstRequestTimeout => {
+                    audit_connection(
+                        &gw,
+                        peer,
+                        "connection.timeout",
+                        Deny,
+                        "first_request_timeout",
+                        "P4.4",
+                        "send a complete request head promptly after connecting \
+                         (server.first_request_timeout_ms)",
+                    );
+                    drop(permit);
+                    return;
+                }
+                Step::Idle => {
+                    audit_connection(
+                        &gw,
+                        peer,
+                        "connection.timeout",
+                        Info,
+                        "idle_timeout",
+                        "P4.4",
+                        "the HTTP/2 connection had no open stream for server.idle_timeout_secs; \
+                         reconnect when needed",
+                    );
+                    conn.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(header_timeout, conn.as_mut()).await;
+                    break Ok(());
+                }
+                Step::Rearm { after, phase: next } => {
+                    phase = next;
+                    timer.as_mut().reset(tokio::time::Instant::now() + after);
+                }
+                Step::Stop => phase = Phase::Off,
+            },
+        }
+    };
+    if let Err(e) = ended
+        && let Some(e) = e.downcast_ref::<hyper::Error>()
+    {
+        // hyper's own refusals end the connection: audit them too (they are not silent).
+        if e.is_timeout() {
+            audit_connection(
+                &gw,
+                peer,
+                "connection.timeout",
+                Deny,
+                "header_timeout",
+                "P4.4",
+                "send the whole request head within server.header_timeout_ms",
+            );
         }
     }
     drop(permit);

@@ -3,6 +3,7 @@
 //! [`crate::exchange`] core; they make no routing or guard decisions of their own.
 
 pub mod body;
+pub mod deadline;
 pub mod http;
 pub mod respond;
 pub mod stdio;
