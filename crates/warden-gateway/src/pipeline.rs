@@ -26,11 +26,17 @@ use warden_guard::{
 };
 use warden_proto::Message;
 
-use crate::guards::{host_origin::HostOrigin, protocol::StatelessRules, tool_headers::ToolHeaders};
+use crate::guards::{
+    host_origin::HostOrigin, http_hygiene::HttpHygiene, protocol::StatelessRules,
+    tool_headers::ToolHeaders,
+};
 
 /// The guards, in order.
 pub fn guards(cfg: &Config, _env: &GuardEnv) -> Vec<Box<dyn Guard>> {
     vec![
+        // P1.1 / P8.4 request-smuggling hygiene: one Host, equal to the authority; one framing.
+        // First, so the Host the allowlist below checks is the only one.
+        Box::new(HttpHygiene),
         // P8.4 DNS-rebinding defence: Host and Origin allowlists.
         Box::new(HostOrigin::new(&cfg.server)),
         // P1.1 (SEP-2243): x-mcp-header annotations — withhold invalid tools, hand the called
@@ -382,7 +388,12 @@ mod tests {
         };
         assert_eq!(
             Pipeline::new(&Config::default(), &env).names(),
-            ["host_origin", "tool_headers", "stateless_rules"]
+            [
+                "http_hygiene",
+                "host_origin",
+                "tool_headers",
+                "stateless_rules"
+            ]
         );
     }
 }

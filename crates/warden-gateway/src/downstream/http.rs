@@ -264,6 +264,18 @@ async fn serve_connection(gw: Arc<Gateway>, conn: Accepted, mut draining: Draini
                 "P4.4",
                 "send the whole request head within server.header_timeout_ms",
             );
+        } else if e.is_parse() {
+            // e.g. a Transfer-Encoding that does not end in chunked, or one in HTTP/1.0: hyper
+            // answers 400 itself.
+            audit_connection(
+                &gw,
+                peer,
+                "connection.refused",
+                Deny,
+                "malformed_http",
+                "P1.1",
+                "send a well-formed HTTP/1.1 or HTTP/2 request",
+            );
         }
     }
     drop(permit);
