@@ -62,11 +62,11 @@ pub struct SessionState {
     /// Upstreams that answered `initialize`; others are left out of this session.
     pub live: Vec<AtomicBool>,
     /// Warden-numbered, resumable SSE streams of this session (stdio upstreams).
-    pub events: Arc<crate::exchange::event_log::EventLog>,
+    pub events: Arc<crate::event_log::EventLog>,
     /// The guards' state store key for this session.
     pub key: SessionKey,
     /// Requests Warden itself sent the client (elicitation), awaiting their answers.
-    pub waiters: crate::exchange::client_link::Waiters,
+    pub waiters: crate::waiters::Waiters,
     /// Capabilities the client declared at `initialize` (top-level names).
     pub client_caps: Mutex<Vec<String>>,
 }
@@ -80,7 +80,7 @@ pub struct Gateway {
     pub metrics: Arc<Metrics>,
     pub limits: Limits,
     /// Names learned from merged lists (several upstreams).
-    pub catalog: Mutex<crate::exchange::route::Catalog>,
+    pub catalog: Mutex<crate::catalog::Catalog>,
     /// Where guards keep per-session state.
     pub store: Arc<dyn SessionStore>,
     request_seq: AtomicU64,
@@ -405,7 +405,7 @@ impl Gateway {
             .await
         {
             Ok((reply, _)) => {
-                crate::exchange::fanout::final_message(reply, "\"warden-discover\"", timeout).await
+                crate::upstream::final_message(reply, "\"warden-discover\"", timeout).await
             }
             Err(e) => Err(e),
         };

@@ -12,14 +12,18 @@
 //! bytes forwarded.
 
 pub mod admin;
+pub mod catalog;
 pub mod downstream;
+pub mod event_log;
 pub mod exchange;
 pub mod gateway;
 pub mod guards;
 pub mod metrics;
 pub mod pipeline;
 pub mod session;
+pub mod shard;
 pub mod upstream;
+pub mod waiters;
 
 pub use gateway::Gateway;
 pub use warden_guard as guard;

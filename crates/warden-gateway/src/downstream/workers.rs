@@ -5,29 +5,11 @@
 //! (on a 2-vCPU host the work-stealing scheduler's cross-thread wake-ups cost about a third of
 //! the relay's CPU). Background work (accept loop, admin, session sweeps) stays on the main runtime.
 
-use std::cell::Cell;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
 use tokio::task::JoinSet;
-
-/// Per-worker state is kept in this many shards (worker number modulo it).
-pub const SHARDS: usize = 64;
-
-thread_local! {
-    static WORKER: Cell<usize> = const { Cell::new(0) };
-}
-
-/// This thread's worker number: 1..=N on connection workers, 0 elsewhere.
-pub fn current() -> usize {
-    WORKER.with(Cell::get)
-}
-
-/// The shard of per-worker state (the upstream pools) this thread uses.
-pub fn shard() -> usize {
-    current() % SHARDS
-}
 
 /// An accepted connection on its way to a worker, with its connection-cap permit.
 pub struct Accepted {
@@ -78,7 +60,7 @@ impl Workers {
             let thread = std::thread::Builder::new()
                 .name(format!("warden-worker-{i}"))
                 .spawn(move || {
-                    WORKER.with(|w| w.set(i));
+                    crate::shard::enter(i);
                     rt.block_on(async move {
                         tokio::spawn(async move {
                             let mut every = tokio::time::interval(tick);

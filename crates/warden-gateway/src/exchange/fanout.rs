@@ -18,7 +18,7 @@ use warden_proto::{Generation, Kind, Message};
 use super::route::tagged;
 use crate::gateway::{Gateway, Link, SessionState};
 use crate::pipeline::{Cleared, Walked};
-use crate::upstream::{Frame, Reply, UpstreamError};
+use crate::upstream::{Frame, Reply, UpstreamError, collect};
 
 /// Is upstream `idx` part of this session (it answered `initialize`)?
 pub fn live(session: Option<&SessionState>, idx: usize) -> bool {
@@ -137,52 +137,6 @@ async fn guard_part(
         Ok(Walked::Rewritten(b)) => Some(b),
         Err(r) => refused(ctx, r),
     }
-}
-
-/// The final response to request `want` in a reply, and the messages before it.
-pub async fn collect(
-    reply: Reply,
-    want: &str,
-    timeout: Duration,
-) -> Result<(Bytes, Vec<Bytes>), UpstreamError> {
-    match reply {
-        Reply::Body { body, .. } => Ok((body, Vec::new())),
-        Reply::Accepted => Err(UpstreamError::Invalid("no response to a request".into())),
-        Reply::Stream { mut frames, .. } => {
-            let mut before = Vec::new();
-            loop {
-                match tokio::time::timeout(timeout, frames.recv()).await {
-                    Err(_) => return Err(UpstreamError::Timeout(timeout.as_millis() as u64)),
-                    Ok(None) => return Err(UpstreamError::Exited),
-                    Ok(Some(Err(e))) => return Err(e),
-                    Ok(Some(Ok(f))) => {
-                        let Some(d) = f.data.filter(|d| !d.is_empty()) else {
-                            continue;
-                        };
-                        let is_final = Message::parse(&d).is_ok_and(|m| {
-                            matches!(m.kind(), Kind::Response | Kind::Error)
-                                && m.id().is_some_and(|i| super::relay::same_id(i.get(), want))
-                        });
-                        if is_final {
-                            return Ok((d, before));
-                        }
-                        if before.len() < 256 {
-                            before.push(d);
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// The final response to request `want` in a reply (the probe's use: other frames unneeded).
-pub async fn final_message(
-    reply: Reply,
-    want: &str,
-    timeout: Duration,
-) -> Result<Bytes, UpstreamError> {
-    collect(reply, want, timeout).await.map(|(b, _)| b)
 }
 
 /// Tag a reply's frames with upstream `idx` (server request ids, SSE event ids).

@@ -360,14 +360,14 @@ pub async fn get(gw: Arc<Gateway>, mut ctx: Ctx, headers: HeaderMap) -> Answered
             let resume = headers
                 .get("last-event-id")
                 .and_then(|v| v.to_str().ok())
-                .and_then(super::event_log::parse_event_id);
+                .and_then(crate::event_log::parse_event_id);
             if let Some((stream, seq)) = resume
                 && session.events.after(stream, Some(seq)).is_some()
             {
                 let mut ev = ctx.event("stream.resume", Decision::Allow);
                 ev.control = Some("P8.3");
                 gw.audit.emit(ev);
-                let rx = super::event_log::follow(session.events.clone(), stream, Some(seq));
+                let rx = crate::event_log::follow(session.events.clone(), stream, Some(seq));
                 return Answer::Stream(rx).into();
             }
             log = Some(session.events.clone());

@@ -21,7 +21,6 @@
 mod all;
 pub mod answer;
 pub mod client_link;
-pub mod event_log;
 pub mod fanout;
 mod ingress;
 pub mod lists;

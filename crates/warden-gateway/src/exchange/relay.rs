@@ -18,11 +18,11 @@ use warden_proto::{Kind, Message};
 use warden_guard::{Ctx, Refusal};
 
 use super::answer::{Answer, Answered, Wire, raw_id};
-use super::event_log::EventLog;
+use crate::event_log::{self, EventLog};
 use crate::gateway::Gateway;
 use crate::pipeline::Walked;
 use crate::upstream::stdio::StdioUpstream;
-use crate::upstream::{Frame, Reply, UpstreamError};
+use crate::upstream::{Frame, Reply, UpstreamError, same_id};
 
 /// Called with the final response to the client's request (e.g. to record a negotiated version).
 pub type OnFinal = Box<dyn FnOnce(&Message<'_>) + Send + Sync>;
@@ -458,11 +458,7 @@ impl Relay {
         mut frames: mpsc::Receiver<Result<Frame, UpstreamError>>,
     ) -> Answered {
         let stream = log.open();
-        let resp = self.with_session(Answer::Stream(super::event_log::follow(
-            log.clone(),
-            stream,
-            None,
-        )));
+        let resp = self.with_session(Answer::Stream(event_log::follow(log.clone(), stream, None)));
         tokio::spawn(async move {
             let mut me = self;
             let mut clean = true;
@@ -504,29 +500,3 @@ impl Relay {
 }
 
 static JSON: http::HeaderValue = http::HeaderValue::from_static("application/json");
-
-/// Are two raw JSON-RPC ids the same id? Byte-equal (the usual case), or equal once parsed: a
-/// server may echo `"\u00e9"` as `"é"`.
-pub fn same_id(a: &str, b: &str) -> bool {
-    a == b
-        || matches!(
-            (
-                serde_json::from_str::<serde_json::Value>(a),
-                serde_json::from_str::<serde_json::Value>(b),
-            ),
-            (Ok(x), Ok(y)) if x == y
-        )
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn ids_compare_by_value() {
-        assert!(super::same_id(
-            r#""\u006A\u0063os\/\n\"eb""#,
-            r#""jcos/\n\"eb""#
-        ));
-        assert!(super::same_id("1", "1"));
-        assert!(!super::same_id("1", "\"1\""));
-    }
-}

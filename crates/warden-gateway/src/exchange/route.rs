@@ -20,12 +20,6 @@ use warden_proto::{Generation, Kind, Message, envelope::span_in, splice};
 use crate::gateway::Gateway;
 use crate::upstream::{Frame, UpstreamError};
 
-/// Exposed name → (upstream, original name), learned from merged lists.
-#[derive(Default)]
-pub struct Catalog {
-    pub(crate) names: HashMap<(ListKind, String), (usize, String)>,
-}
-
 /// What a client message is for.
 pub enum Target {
     /// One upstream; `rewritten` is the message with the upstream's own name spliced in.

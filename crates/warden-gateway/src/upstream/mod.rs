@@ -6,8 +6,11 @@ pub mod pool;
 pub mod stdio;
 pub mod tls;
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use tokio::sync::mpsc;
+use warden_proto::{Kind, Message};
 
 /// One message (or SSE block) from an upstream.
 #[derive(Debug, Clone, Default)]
@@ -88,4 +91,76 @@ pub enum Reply {
         /// it by when the client goes away.
         wire_id: Option<String>,
     },
+}
+
+/// The final response to request `want` in a reply, and the messages before it.
+pub async fn collect(
+    reply: Reply,
+    want: &str,
+    timeout: Duration,
+) -> Result<(Bytes, Vec<Bytes>), UpstreamError> {
+    match reply {
+        Reply::Body { body, .. } => Ok((body, Vec::new())),
+        Reply::Accepted => Err(UpstreamError::Invalid("no response to a request".into())),
+        Reply::Stream { mut frames, .. } => {
+            let mut before = Vec::new();
+            loop {
+                match tokio::time::timeout(timeout, frames.recv()).await {
+                    Err(_) => return Err(UpstreamError::Timeout(timeout.as_millis() as u64)),
+                    Ok(None) => return Err(UpstreamError::Exited),
+                    Ok(Some(Err(e))) => return Err(e),
+                    Ok(Some(Ok(f))) => {
+                        let Some(d) = f.data.filter(|d| !d.is_empty()) else {
+                            continue;
+                        };
+                        let is_final = Message::parse(&d).is_ok_and(|m| {
+                            matches!(m.kind(), Kind::Response | Kind::Error)
+                                && m.id().is_some_and(|i| same_id(i.get(), want))
+                        });
+                        if is_final {
+                            return Ok((d, before));
+                        }
+                        if before.len() < 256 {
+                            before.push(d);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The final response to request `want` in a reply (the probe's use: other frames unneeded).
+pub async fn final_message(
+    reply: Reply,
+    want: &str,
+    timeout: Duration,
+) -> Result<Bytes, UpstreamError> {
+    collect(reply, want, timeout).await.map(|(b, _)| b)
+}
+
+/// Are two raw JSON-RPC ids the same id? Byte-equal (the usual case), or equal once parsed: a
+/// server may echo `"\u00e9"` as `"é"`.
+pub fn same_id(a: &str, b: &str) -> bool {
+    a == b
+        || matches!(
+            (
+                serde_json::from_str::<serde_json::Value>(a),
+                serde_json::from_str::<serde_json::Value>(b),
+            ),
+            (Ok(x), Ok(y)) if x == y
+        )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ids_compare_by_value() {
+        assert!(super::same_id(
+            r#""\u006A\u0063os\/\n\"eb""#,
+            r#""jcos/\n\"eb""#
+        ));
+        assert!(super::same_id("1", "1"));
+        assert!(!super::same_id("1", "\"1\""));
+    }
 }

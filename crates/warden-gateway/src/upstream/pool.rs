@@ -24,7 +24,7 @@ use tokio::net::TcpStream;
 
 use super::UpstreamError;
 use super::tls::Tls;
-use crate::downstream::workers;
+use crate::shard;
 
 type Body = Full<Bytes>;
 /// Idle HTTP/1.1 connections of one worker, with when each went idle.
@@ -61,7 +61,7 @@ enum Io {
     Tls(TokioIo<Box<tokio_rustls::client::TlsStream<TcpStream>>>),
 }
 
-/// Connections are kept per connection worker ([`workers::shard`]): a request reuses only
+/// Connections are kept per connection worker ([`shard::shard`]): a request reuses only
 /// connections whose tasks run on its own thread.
 pub struct Pool {
     target: Target,
@@ -121,8 +121,8 @@ impl Pool {
         Ok(Arc::new(Self {
             target,
             cfg,
-            idle: (0..workers::SHARDS).map(|_| Mutex::default()).collect(),
-            shared: (0..workers::SHARDS).map(|_| Mutex::default()).collect(),
+            idle: (0..shard::SHARDS).map(|_| Mutex::default()).collect(),
+            shared: (0..shard::SHARDS).map(|_| Mutex::default()).collect(),
         }))
     }
 
@@ -224,11 +224,11 @@ impl Pool {
     }
 
     fn idle_shard(&self) -> &IdleShard {
-        &self.idle[workers::shard() % self.idle.len()]
+        &self.idle[shard::shard() % self.idle.len()]
     }
 
     fn shared_shard(&self) -> &Mutex<Option<http2::SendRequest<Body>>> {
-        &self.shared[workers::shard() % self.shared.len()]
+        &self.shared[shard::shard() % self.shared.len()]
     }
 
     fn shared_h2(&self) -> Option<http2::SendRequest<Body>> {
