@@ -83,6 +83,8 @@ pub struct Gateway {
     pub catalog: Mutex<crate::catalog::Catalog>,
     /// Where guards keep per-session state.
     pub store: Arc<dyn SessionStore>,
+    /// Calls not yet given their final audit event.
+    pub in_flight: crate::in_flight::InFlight,
     request_seq: AtomicU64,
     hook: EventHook,
     stdio_label: Arc<str>,
@@ -142,6 +144,7 @@ impl Gateway {
             limits,
             catalog: Mutex::new(Default::default()),
             store: Arc::new(MemoryStore::default()),
+            in_flight: Default::default(),
             request_seq: AtomicU64::new(1),
             hook,
             stdio_label: "stdio".into(),
@@ -418,12 +421,9 @@ impl Gateway {
         known
     }
 
-    /// Record a refusal: audit event and metrics.
+    /// Record a refusal that ends the call: audit event, metrics, the guards' `done`.
     pub fn audit_refusal(&self, ctx: &Ctx, r: &Refusal, id: Option<&serde_json::value::RawValue>) {
-        self.metrics
-            .refusals
-            .get_or_create(&crate::metrics::ReasonLabel { reason: r.reason })
-            .inc();
+        self.in_flight.end(ctx.request_id.0);
         self.metrics
             .record(ctx.method.as_deref(), Decision::Deny, None);
         self.pipeline.done(
@@ -434,6 +434,21 @@ impl Gateway {
                 reason: Some(r.reason),
             },
         );
+        self.audit_part_refusal(ctx, r, id);
+    }
+
+    /// Record the refusal of one part of a call that goes on (a server message dropped from a
+    /// stream, one upstream's part of a fanned-out answer): audit event and refusal counter.
+    pub fn audit_part_refusal(
+        &self,
+        ctx: &Ctx,
+        r: &Refusal,
+        id: Option<&serde_json::value::RawValue>,
+    ) {
+        self.metrics
+            .refusals
+            .get_or_create(&crate::metrics::ReasonLabel { reason: r.reason })
+            .inc();
         let mut ev = ctx.event("mcp.refusal", Decision::Deny);
         ev.reason = Some(r.reason.into());
         ev.control = Some(r.control);
@@ -449,6 +464,32 @@ impl Gateway {
         ctx.event(kind, decision)
     }
 
+    /// A call cut off before its final audit event (`reason`: `shutdown` or `abandoned`):
+    /// `mcp.interrupted`, metrics, and the guards' `done` so they release what they hold.
+    pub fn audit_interrupted(&self, ctx: &Ctx, reason: &'static str) {
+        self.metrics
+            .record(ctx.method.as_deref(), Decision::Error, None);
+        self.pipeline.done(
+            ctx,
+            &Outcome {
+                decision: Decision::Error,
+                status: None,
+                reason: Some(reason),
+            },
+        );
+        let mut ev = ctx.event("mcp.interrupted", Decision::Error);
+        ev.reason = Some(reason.into());
+        ev.control = Some("P5.1");
+        ev.hint = Some(match reason {
+            "shutdown" => {
+                "Warden stopped before the call finished (past the shutdown grace period)".into()
+            }
+            _ => "the call ended before its answer: the client went away or its connection was cut"
+                .into(),
+        });
+        self.audit.emit(ev);
+    }
+
     /// Record a completed exchange.
     pub fn audit_done(
         &self,
@@ -457,6 +498,7 @@ impl Gateway {
         status: Option<u16>,
         reason: Option<&'static str>,
     ) {
+        self.in_flight.end(ctx.request_id.0);
         self.metrics.record(
             ctx.method.as_deref(),
             decision,
@@ -505,12 +547,15 @@ pub fn truncate_shared(s: &str, max: usize) -> Arc<str> {
 
 fn event_hook(audit: Arc<dyn AuditSink>, metrics: Arc<Metrics>) -> EventHook {
     Arc::new(move |kind: &'static str, detail: String| {
-        let decision =
-            if kind == "upstream.exit" || kind.ends_with("error") || kind.ends_with("overflow") {
-                Decision::Error
-            } else {
-                Decision::Info
-            };
+        let decision = if kind == "upstream.exit"
+            || kind.ends_with("error")
+            || kind.ends_with("overflow")
+            || kind.ends_with("too_large")
+        {
+            Decision::Error
+        } else {
+            Decision::Info
+        };
         if kind == "upstream.exit" {
             let name = detail.split(':').next().unwrap_or_default().to_owned();
             metrics

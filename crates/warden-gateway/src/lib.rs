@@ -18,10 +18,12 @@ pub mod event_log;
 pub mod exchange;
 pub mod gateway;
 pub mod guards;
+pub mod in_flight;
 pub mod metrics;
 pub mod pipeline;
 pub mod session;
 pub mod shard;
+pub mod stop;
 pub mod upstream;
 pub mod waiters;
 

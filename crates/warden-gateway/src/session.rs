@@ -166,6 +166,12 @@ impl<T> Sessions<T> {
         self.expire_locked(&mut map)
     }
 
+    /// Remove every session (Warden is stopping); returns their states for cleanup.
+    pub fn take_all(&self) -> Vec<std::sync::Arc<T>> {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        map.drain().map(|(_, (_, s))| s).collect()
+    }
+
     pub fn len(&self) -> usize {
         self.map.lock().map(|m| m.len()).unwrap_or(0)
     }

@@ -30,13 +30,24 @@ pub enum ProtoError {
     /// JSON, but not a valid JSON-RPC message (JSON-RPC -32600).
     #[error("invalid request: {0}")]
     Invalid(&'static str),
+    /// A key repeated within one object, at any depth (JSON-RPC -32600): parsers disagree on
+    /// which one counts. `id` is the message's raw id when it could be read, to echo it.
+    #[error("invalid request: the key {key:?} appears twice in one object")]
+    DuplicateKey {
+        /// The repeated key (at most 64 characters).
+        key: String,
+        /// The raw JSON text of the message's id.
+        id: Option<String>,
+    },
 }
 
 impl ProtoError {
     pub fn code(&self) -> i64 {
         match self {
             ProtoError::Parse(_) => crate::error::code::PARSE_ERROR,
-            ProtoError::Invalid(_) => crate::error::code::INVALID_REQUEST,
+            ProtoError::Invalid(_) | ProtoError::DuplicateKey { .. } => {
+                crate::error::code::INVALID_REQUEST
+            }
         }
     }
     /// Stable machine-readable reason.
@@ -44,6 +55,15 @@ impl ProtoError {
         match self {
             ProtoError::Parse(_) => "malformed_json",
             ProtoError::Invalid(_) => "invalid_jsonrpc",
+            ProtoError::DuplicateKey { .. } => "duplicate_key",
+        }
+    }
+
+    /// The raw id of the message refused, when it could be read (to echo in the error).
+    pub fn id(&self) -> Option<&str> {
+        match self {
+            ProtoError::DuplicateKey { id, .. } => id.as_deref(),
+            _ => None,
         }
     }
 }
@@ -103,6 +123,17 @@ impl<'a> Message<'a> {
         };
         if !version_ok {
             return Err(ProtoError::Invalid("\"jsonrpc\" must be \"2.0\""));
+        }
+        // A key repeated in any object: parsers disagree on which one counts (#13 items 4, 14).
+        if let Some(key) = crate::unique::first_duplicate(raw) {
+            let id = env
+                .id
+                .filter(|i| check_request_id(i).is_ok())
+                .map(|i| i.get().to_owned());
+            return Err(ProtoError::DuplicateKey {
+                key: key.chars().take(64).collect(),
+                id,
+            });
         }
         let id = env.id;
         let kind = match (&env.method, env.result, env.error) {

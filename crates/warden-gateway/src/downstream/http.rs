@@ -66,7 +66,10 @@ pub async fn serve(
                 // New connections are refused from here on; those open finish their requests.
                 drop(listener);
                 tracing::info!(grace_secs = grace.as_secs(), "shutting down: draining connections");
-                workers.shutdown(grace + Duration::from_secs(1)).await;
+                gw.stopping();
+                workers
+                    .shutdown(grace + Duration::from_secs(1), gw.stop(Duration::from_secs(3)))
+                    .await;
                 return Ok(());
             }
         };

@@ -26,7 +26,7 @@ use crate::exchange::{self, relay::Relay};
 use crate::gateway::{Gateway, Link, SessionState};
 use crate::session::fingerprint;
 use crate::upstream::Reply;
-use crate::upstream::stdio::read_bounded_line;
+use crate::upstream::stdio::{read_bounded_line, skip_line};
 
 /// How long answers still due may take after the client closed its input.
 const DRAIN: Duration = Duration::from_secs(10);
@@ -199,6 +199,9 @@ pub async fn wrap_io(
         _ = term => stop(&child, &mut exits).await,
     };
     reader.abort();
+    // What is still open after the drain is cut off: audited `interrupted`, never lost.
+    gw.stopping();
+    gw.stop(Duration::from_secs(2)).await;
     gw.close_session(&session).await;
     server_stream.abort();
     drop(out_tx);
@@ -225,26 +228,6 @@ async fn pump(a: Answered, out: mpsc::Sender<Bytes>) {
             }
         }
         Answer::Accepted | Answer::Local(_) | Answer::Empty(_) => {}
-    }
-}
-
-async fn skip_line<R: tokio::io::AsyncBufRead + Unpin>(r: &mut R) -> std::io::Result<()> {
-    use tokio::io::AsyncBufReadExt;
-    loop {
-        let buf = r.fill_buf().await?;
-        if buf.is_empty() {
-            return Ok(());
-        }
-        match buf.iter().position(|&b| b == b'\n') {
-            Some(i) => {
-                r.consume(i + 1);
-                return Ok(());
-            }
-            None => {
-                let n = buf.len();
-                r.consume(n);
-            }
-        }
     }
 }
 

@@ -27,6 +27,10 @@ pub struct Workers {
     inboxes: Vec<mpsc::UnboundedSender<Accepted>>,
     threads: Vec<std::thread::JoinHandle<()>>,
     next: AtomicUsize,
+    /// Turns `true` when the workers may end (after Warden stopped its upstreams).
+    released: watch::Sender<bool>,
+    /// Closes when every worker has drained its connections.
+    drained: mpsc::Receiver<()>,
 }
 
 impl Workers {
@@ -51,7 +55,11 @@ impl Workers {
     {
         let mut inboxes = Vec::with_capacity(n);
         let mut threads = Vec::with_capacity(n);
+        let (released, _) = watch::channel(false);
+        let (drained_tx, drained) = mpsc::channel::<()>(1);
         for i in 1..=n {
+            let mut release = released.subscribe();
+            let done = drained_tx.clone();
             let (tx, mut rx) = mpsc::unbounded_channel::<Accepted>();
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -94,25 +102,46 @@ impl Workers {
                                 open = conns.len(),
                                 "shutdown grace over: cutting the connections still open"
                             );
+                            conns.abort_all();
+                            while conns.join_next().await.is_some() {}
                         }
+                        // The runtime lives on while Warden stops its upstreams: the stdio
+                        // children this worker started are supervised here, and their exits
+                        // are audited before the worker ends.
+                        drop(done);
+                        let _ = release.wait_for(|r| *r).await;
                     });
                 })?;
             inboxes.push(tx);
             threads.push(thread);
         }
+        drop(drained_tx);
         Ok(Self {
             inboxes,
             threads,
             next: AtomicUsize::new(0),
+            released,
+            drained,
         })
     }
 
     /// Stop taking connections (closing the inboxes tells each worker to drain), let each open
-    /// one finish its request in flight (each worker waits its `grace`, then drops what is left),
-    /// and wait at most `within` for every worker thread to end, so nothing they do happens after
-    /// the caller goes on (the audit log's `gateway.stop` is written after this).
-    pub async fn shutdown(self, within: std::time::Duration) {
+    /// one finish its request in flight (each worker waits its `grace`, then cuts what is left),
+    /// run `then` while the workers' runtimes still live (stopping the upstreams they
+    /// supervise), and wait at most `within` for every worker thread to end, so nothing they do
+    /// happens after the caller goes on (the audit log's `gateway.stop` is written after this).
+    pub async fn shutdown(
+        mut self,
+        within: std::time::Duration,
+        then: impl std::future::Future<Output = ()>,
+    ) {
         drop(self.inboxes);
+        let _ = tokio::time::timeout(within, async {
+            while self.drained.recv().await.is_some() {}
+        })
+        .await;
+        then.await;
+        let _ = self.released.send(true);
         let threads = self.threads;
         let joined = tokio::task::spawn_blocking(move || {
             for t in threads {

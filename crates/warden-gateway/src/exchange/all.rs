@@ -57,7 +57,7 @@ pub(super) async fn all(
                 if let Err(e) = gw.forward(idx, s, headers, msg, &cleared).await {
                     let mut part = ctx.clone();
                     part.route = Some(warden_guard::Route::to(idx, gw.upstreams[idx].name.clone()));
-                    gw.audit_refusal(&part, &upstream_refusal(&e), None);
+                    gw.audit_part_refusal(&part, &upstream_refusal(&e), None);
                 }
                 if let (true, Some(sess)) = (initialized, s) {
                     gw.open_standalone(idx, sess, headers).await;

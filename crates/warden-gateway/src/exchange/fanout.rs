@@ -102,7 +102,7 @@ async fn guard_part(
     list: Option<ListKind>,
 ) -> Option<Bytes> {
     let refused = |ctx: &Ctx, r: warden_guard::Refusal| {
-        gw.audit_refusal(ctx, &r, None);
+        gw.audit_part_refusal(ctx, &r, None);
         None
     };
     let Ok(msg) = Message::parse(raw) else {

@@ -60,22 +60,29 @@ pub fn limit_refusal(e: LimitError) -> Refusal {
 }
 
 /// Limits, batch rule and envelope for bytes from a client.
+/// On a refusal, the message's id when it could still be read (to echo in the error).
 fn envelope_of<'a>(
     gw: &Gateway,
     raw: &'a Bytes,
     hint: &'static str,
-) -> Result<Message<'a>, Refusal> {
-    gw.limits.check(raw).map_err(limit_refusal)?;
+) -> Result<Message<'a>, (Refusal, Option<Box<serde_json::value::RawValue>>)> {
+    let plain = |r| (r, None);
+    gw.limits.check(raw).map_err(limit_refusal).map_err(plain)?;
     if envelope::is_batch(raw) {
-        return Err(bad(
+        return Err(plain(bad(
             400,
             code::INVALID_REQUEST,
             "batch_not_allowed",
             "JSON-RPC batches are not accepted",
             "send one message at a time (batches exist only in 2025-03-26, which Warden relays one message at a time)",
-        ));
+        )));
     }
-    Message::parse(raw).map_err(|e| Refusal::invalid_message(&e, hint))
+    Message::parse(raw).map_err(|e| {
+        let id = e
+            .id()
+            .and_then(|i| serde_json::value::RawValue::from_string(i.to_owned()).ok());
+        (Refusal::invalid_message(&e, hint), id)
+    })
 }
 
 /// The session-based generation's `MCP-Protocol-Version` header rule: absent → 2025-03-26;
@@ -136,7 +143,7 @@ pub async fn post(
 ) -> Answered {
     let msg = match envelope_of(&gw, &bytes, "send one valid JSON-RPC 2.0 message") {
         Ok(m) => m,
-        Err(r) => return refuse(&gw, &ctx, r, None),
+        Err((r, id)) => return refuse(&gw, &ctx, r, id.as_deref()),
     };
     describe(&mut ctx, &msg);
     ctx.headers = Some(headers.clone());
@@ -248,7 +255,7 @@ pub async fn line(
 ) -> Answered {
     let msg = match envelope_of(&gw, &raw, "send one valid JSON-RPC 2.0 message per line") {
         Ok(m) => m,
-        Err(r) => return refuse(&gw, &ctx, r, None),
+        Err((r, id)) => return refuse(&gw, &ctx, r, id.as_deref()),
     };
     describe(&mut ctx, &msg);
     ctx.session = Some(session.fingerprint.clone());

@@ -22,6 +22,7 @@ mod all;
 pub mod answer;
 pub mod client_link;
 pub mod fanout;
+pub mod hold;
 mod ingress;
 pub mod lists;
 pub mod merge;
@@ -95,6 +96,7 @@ pub async fn exchange(
         session,
         new_session,
     } = inc;
+    let _call = hold::Hold::begin(gw, &ctx);
     // An answer to a request Warden itself sent the client is Warden's: never forwarded.
     if let Some(s) = &session
         && matches!(msg.kind(), Kind::Response | Kind::Error)

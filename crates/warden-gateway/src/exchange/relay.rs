@@ -18,6 +18,7 @@ use warden_proto::{Kind, Message};
 use warden_guard::{Ctx, Refusal};
 
 use super::answer::{Answer, Answered, Wire, raw_id};
+use super::hold::Hold;
 use crate::event_log::{self, EventLog};
 use crate::gateway::Gateway;
 use crate::pipeline::Walked;
@@ -46,6 +47,11 @@ pub struct Relay {
     pub log: Option<Arc<EventLog>>,
     /// How the front end writes a stream.
     pub wire: Wire,
+    /// The refusal of a server message that could not be read: if the stream then ends without
+    /// the final answer, that one may have been it, and the client gets this error instead.
+    pub unreadable: Option<Refusal>,
+    /// This relay's hold on the call it finishes (audited `mcp.interrupted` if dropped first).
+    pub hold: Hold,
 }
 
 /// Error message for the client's request when the upstream failed.
@@ -71,6 +77,8 @@ impl Relay {
     /// A relay with nothing but its gateway, context and timeout; callers set what they need.
     pub fn new(gw: Arc<Gateway>, ctx: Ctx, timeout: Duration) -> Self {
         Self {
+            hold: Hold::join(&gw, &ctx),
+            unreadable: None,
             gw,
             ctx,
             timeout,
@@ -89,8 +97,15 @@ impl Relay {
             .audit_done(&self.ctx, decision, Some(status), reason);
     }
 
-    /// Audit a relayed stream once it ended, cleanly or not.
-    fn finish_stream(&self, clean: bool) {
+    /// Audit a relayed stream once it ended, cleanly or not. A request's stream that ends
+    /// without its answer because Warden is stopping is an interruption (#13 item 9).
+    fn finish_stream(&self, clean: bool, final_seen: bool) {
+        if !final_seen && self.request_id.is_some() && self.gw.in_flight.is_stopping() {
+            if self.gw.in_flight.take(self.ctx.request_id.0).is_some() {
+                self.gw.audit_interrupted(&self.ctx, "shutdown");
+            }
+            return;
+        }
         let decision = if clean {
             Decision::Allow
         } else {
@@ -253,14 +268,19 @@ impl Relay {
     /// is the final response to the client's request (`on_final` is called for that one).
     pub async fn server_message(&mut self, data: &Bytes) -> (bool, Result<Bytes, Refusal>) {
         match Message::parse(data) {
-            Ok(m) => (self.is_final_msg(&m), self.server_parsed(data, &m).await),
-            Err(e) => (
-                false,
-                Err(Refusal::upstream_invalid(format!(
+            // A response in the stream to some other request (#13 item 13): never relayed.
+            Ok(m) => match self.foreign_answer(&m) {
+                Some(r) => (false, Err(r)),
+                None => (self.is_final_msg(&m), self.server_parsed(data, &m).await),
+            },
+            Err(e) => {
+                let r = Refusal::upstream_invalid(format!(
                     "the upstream sent a message that is not valid JSON-RPC ({})",
                     e.reason()
-                ))),
-            ),
+                ));
+                self.unreadable = Some(r.clone());
+                (false, Err(r))
+            }
         }
     }
 
@@ -337,7 +357,10 @@ impl Relay {
                     None => tokio::select! {
                         i = frames.recv() => match i {
                             Some(i) => i,
-                            None => break,
+                            None => {
+                                me.unanswered(&tx, final_seen).await;
+                                break;
+                            }
                         },
                         _ = tx.closed() => {
                             if !final_seen {
@@ -378,9 +401,22 @@ impl Relay {
                     break; // stdio: the final response ends the stream.
                 }
             }
-            me.finish_stream(clean);
+            me.finish_stream(clean, final_seen);
         });
         resp
+    }
+
+    /// The stream ended without the final answer after a message that could not be read: that
+    /// one may have been it, so the client gets an error for its request rather than silence.
+    async fn unanswered(&mut self, tx: &mpsc::Sender<Bytes>, final_seen: bool) {
+        if final_seen || self.request_id.is_none() {
+            return;
+        }
+        if let Some(r) = self.unreadable.take() {
+            let id = raw_id(self.request_id.as_deref());
+            let err = r.to_rpc_error().to_bytes(id.as_deref());
+            let _ = tx.send(super::answer::encode(self.wire, &err)).await;
+        }
     }
 
     /// The bytes to write for one frame, after the guards; `None` to drop it.
@@ -394,7 +430,7 @@ impl Relay {
                 Ok(out) => Some(out),
                 Err(r) => {
                     let id = raw_id(self.request_id.as_deref());
-                    self.gw.audit_refusal(&self.ctx, &r, id.as_deref());
+                    self.gw.audit_part_refusal(&self.ctx, &r, id.as_deref());
                     is_final.then(|| Bytes::from(r.to_rpc_error().to_bytes(id.as_deref())))
                 }
             };
@@ -431,8 +467,11 @@ impl Relay {
             )),
             Err(r) => {
                 let id = raw_id(self.request_id.as_deref());
-                self.gw
-                    .audit_refusal(&self.ctx, &r, is_final.then_some(id.as_deref()).flatten());
+                self.gw.audit_part_refusal(
+                    &self.ctx,
+                    &r,
+                    is_final.then_some(id.as_deref()).flatten(),
+                );
                 if !is_final {
                     return None; // a refused notification or server request is dropped (and audited)
                 }
@@ -462,6 +501,7 @@ impl Relay {
         tokio::spawn(async move {
             let mut me = self;
             let mut clean = true;
+            let mut final_seen = false;
             while let Some(item) = frames.recv().await {
                 let frame = match item {
                     Ok(f) => f,
@@ -481,7 +521,7 @@ impl Relay {
                 match walked {
                     Ok(out) => log.push(stream, &out),
                     Err(r) => {
-                        me.gw.audit_refusal(&me.ctx, &r, None);
+                        me.gw.audit_part_refusal(&me.ctx, &r, None);
                         if is_final {
                             let id = raw_id(me.request_id.as_deref());
                             log.push(stream, &r.to_rpc_error().to_bytes(id.as_deref()));
@@ -489,11 +529,12 @@ impl Relay {
                     }
                 }
                 if is_final {
+                    final_seen = true;
                     break;
                 }
             }
             log.finish(stream);
-            me.finish_stream(clean);
+            me.finish_stream(clean, final_seen);
         });
         resp
     }

@@ -91,6 +91,32 @@ impl StdioUpstream {
         self.ensure_running().await.map(|_| ())
     }
 
+    /// Is a child running now?
+    pub async fn is_running(&self) -> bool {
+        self.running
+            .lock()
+            .await
+            .as_ref()
+            .is_some_and(|r| r.alive.load(Ordering::Relaxed))
+    }
+
+    /// Stop the running child (Warden is exiting) and wait at most `within` for it to be gone,
+    /// so its `upstream.exit` event is written.
+    pub async fn stop_and_wait(&self, within: Duration) {
+        let mut exits = self.exits.subscribe();
+        exits.mark_unchanged();
+        let running = self.is_running().await;
+        self.shutdown().await;
+        if running {
+            let _ = tokio::time::timeout(within, exits.changed()).await;
+        }
+    }
+
+    /// The upstream's configured name.
+    pub fn name(&self) -> &str {
+        &self.cfg.name
+    }
+
     /// Watch the exit codes of this upstream's children.
     pub fn exits(&self) -> tokio::sync::watch::Receiver<Option<i32>> {
         self.exits.subscribe()
@@ -418,9 +444,7 @@ async fn supervise(
             child.wait().await
         }
     };
-    exits.send_replace(Some(
-        status.as_ref().ok().and_then(|s| s.code()).unwrap_or(-1),
-    ));
+    let code = status.as_ref().ok().and_then(|s| s.code()).unwrap_or(-1);
     run.close_input.notify_one(); // the stdin writer ends with the child
     let status = status
         .map(|s| s.to_string())
@@ -437,6 +461,8 @@ async fn supervise(
         let _ = p.tx.try_send(Err(UpstreamError::Exited));
     }
     on_event("upstream.exit", format!("{name}: {status}"));
+    // Last: whoever waits for the exit finds its audit event written.
+    exits.send_replace(Some(code));
 }
 
 async fn wait_closed(run: &Running) {
@@ -462,6 +488,33 @@ impl Reader {
             match read_bounded_line(&mut reader, &mut line, self.max_line).await {
                 Ok(true) => {}
                 Ok(false) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                    // A line over the limit (#13 item 12): it cannot be read, so every request
+                    // open on this child gets an error (one of them was its answer), the event is
+                    // audited, and relaying goes on with the next line.
+                    let open: Vec<Pending> = {
+                        let mut p = self.run.pending.lock().unwrap_or_else(|p| p.into_inner());
+                        p.drain().map(|(_, p)| p).collect()
+                    };
+                    (self.on_event)(
+                        "upstream.message_too_large",
+                        format!(
+                            "{}: {e}; {} open request(s) answered with an error",
+                            self.name,
+                            open.len()
+                        ),
+                    );
+                    for p in open {
+                        let _ = p.tx.try_send(Err(UpstreamError::Invalid(format!(
+                            "the server sent a message over the {} byte limit",
+                            self.max_line
+                        ))));
+                    }
+                    if skip_line(&mut reader).await.is_err() {
+                        break;
+                    }
+                    continue;
+                }
                 Err(e) => {
                     (self.on_event)("upstream.protocol_error", format!("{}: {e}", self.name));
                     break;
@@ -611,6 +664,27 @@ pub async fn read_bounded_line<R: tokio::io::AsyncBufRead + Unpin>(
         r.consume(take);
         if done {
             return Ok(true);
+        }
+    }
+}
+
+/// Skip the rest of a line (after an oversize one was cut off).
+pub async fn skip_line<R: tokio::io::AsyncBufRead + Unpin>(r: &mut R) -> std::io::Result<()> {
+    use tokio::io::AsyncBufReadExt;
+    loop {
+        let buf = r.fill_buf().await?;
+        if buf.is_empty() {
+            return Ok(());
+        }
+        match buf.iter().position(|&b| b == b'\n') {
+            Some(i) => {
+                r.consume(i + 1);
+                return Ok(());
+            }
+            None => {
+                let n = buf.len();
+                r.consume(n);
+            }
         }
     }
 }
