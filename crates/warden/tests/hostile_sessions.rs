@@ -314,6 +314,7 @@ fn stateless_header_body_mismatches_are_refused() {
     );
     a.refused("smuggled-2", &r, header_mismatch(3));
     // Duplicate "name" keys: the header matches the first, a lenient upstream would run the last.
+    // Refused at the envelope, whichever field repeats (#13 item 14), with the id echoed.
     let dup = format!(
         r#"{{"jsonrpc":"2.0","id":13,"method":"tools/call","params":{{"name":"echo","name":"dupname-1",{META}}}}}"#
     );
@@ -324,7 +325,7 @@ fn stateless_header_body_mismatches_are_refused() {
     a.refused(
         "dupname-1",
         &r,
-        expect(400, -32602, "invalid_params", "P3.4").id(json!(13)),
+        expect(400, -32600, "duplicate_key", "P1.1").id(json!(13)),
     );
     // Missing Mcp-Name, missing Mcp-Method, Mcp-Method of another case.
     let r = a.post(

@@ -12,6 +12,7 @@ no dependencies). It is deliberately small and sometimes hostile.
 - `--stderr-hello`: writes "tiny-server stderr hello" to stderr at start (stderr passthrough tests).
 - `--exit-after-init`: exits right after answering initialize (restart tests).
 - `--stateless`: also answers 2026-07-28 `server/discover`.
+- tool `huge`: answers with one line of about `arguments.bytes` bytes (default 100000).
 - tool `slow`: sends one `notifications/progress` for the request's progressToken and never
   answers (cancellation tests: the `notifications/cancelled` it then receives is in $TINY_LOG).
 It records every line it receives in $TINY_LOG (one JSON line each) when that variable is set.
@@ -60,6 +61,11 @@ def main() -> None:
                 token = (params.get("_meta") or {}).get("progressToken")
                 note = {"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progressToken": token, "progress": 1}}
                 print(json.dumps(note), flush=True)
+                continue
+            if tool == "huge":
+                # One answer line of `bytes` bytes (oversize-line tests).
+                n = int((params.get("arguments") or {}).get("bytes", 100000))
+                print(json.dumps({"jsonrpc": "2.0", "id": mid, "result": {"content": [{"type": "text", "text": "h" * n}]}}), flush=True)
                 continue
             if tool == "env":
                 text = json.dumps(sorted(os.environ))

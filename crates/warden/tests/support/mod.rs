@@ -73,9 +73,12 @@ pub fn everything_js() -> PathBuf {
     )
 }
 
-/// The `warden` binary built for these tests.
+/// The `warden` binary built for these tests; `WARDEN_TEST_BIN` points the tests at another
+/// build (to show an attack test fails on the code before its fix).
 pub fn warden_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_warden"))
+    std::env::var_os("WARDEN_TEST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_warden")))
 }
 
 /// A child process killed when dropped.
