@@ -96,6 +96,13 @@ pub struct LimitsConfig {
     pub max_json_depth: usize,
     /// Largest single message from an upstream (SSE event, stdio line or JSON body).
     pub max_upstream_message_bytes: usize,
+    /// stdio server processes Warden runs at once, whoever they are for (P4.3): one per
+    /// downstream session and stdio upstream (started on the session's first message), plus the
+    /// shared child of each stdio upstream that stateless (2026-07-28) requests use. A session or
+    /// request that would start one more is refused with 503, `Retry-After` and the reason
+    /// `stdio_children_limit` (audited); a slot frees when a child exits (its session ended,
+    /// expired or was deleted). At least 1. The per-client cap is `sessions.max_per_client`.
+    pub max_stdio_children: usize,
 }
 
 impl Default for LimitsConfig {
@@ -104,6 +111,7 @@ impl Default for LimitsConfig {
             max_body_bytes: 4 * 1024 * 1024,
             max_json_depth: 64,
             max_upstream_message_bytes: 16 * 1024 * 1024,
+            max_stdio_children: 32,
         }
     }
 }

@@ -75,7 +75,10 @@ pub(crate) fn validate(cfg: &Config, text: &str) -> Vec<Diagnostic> {
             "a few seconds to a minute is usual; 0 cuts requests in flight at once",
         ));
     }
-    if cfg.limits.max_body_bytes == 0 || cfg.limits.max_json_depth == 0 {
+    if cfg.limits.max_body_bytes == 0
+        || cfg.limits.max_json_depth == 0
+        || cfg.limits.max_stdio_children == 0
+    {
         out.push(at(
             text,
             span_of(text, "limits", None, None),

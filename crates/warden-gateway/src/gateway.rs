@@ -20,6 +20,7 @@ use crate::pipeline::{Cleared, Pipeline};
 use crate::session::Owner;
 use crate::session::Sessions;
 use crate::upstream::http::HttpUpstream;
+use crate::upstream::stdio::slots::ChildSlots;
 use crate::upstream::stdio::{EventHook, StdioUpstream};
 use crate::upstream::{Reply, UpstreamError};
 
@@ -88,6 +89,8 @@ pub struct Gateway {
     request_seq: AtomicU64,
     hook: EventHook,
     stdio_label: Arc<str>,
+    /// The cap on running stdio children (`limits.max_stdio_children`).
+    slots: Arc<ChildSlots>,
 }
 
 impl Gateway {
@@ -108,12 +111,19 @@ impl Gateway {
         let metrics = Arc::new(Metrics::new());
         let hook = event_hook(audit.clone(), metrics.clone());
         let max = cfg.limits.max_upstream_message_bytes;
+        let slots = ChildSlots::new(cfg.limits.max_stdio_children);
         let mut upstreams = Vec::new();
         for u in &cfg.upstreams {
             let transport = match &u.url {
                 Some(_) => Transport::Http(Box::new(HttpUpstream::new(u, max)?)),
                 None => Transport::Stdio {
-                    shared: Arc::new(StdioUpstream::new(u.clone(), max, true, hook.clone())),
+                    shared: Arc::new(StdioUpstream::new(
+                        u.clone(),
+                        max,
+                        true,
+                        hook.clone(),
+                        slots.clone(),
+                    )),
                 },
             };
             metrics
@@ -148,6 +158,7 @@ impl Gateway {
             request_seq: AtomicU64::new(1),
             hook,
             stdio_label: "stdio".into(),
+            slots,
         }))
     }
 
@@ -181,6 +192,7 @@ impl Gateway {
                     self.cfg.limits.max_upstream_message_bytes,
                     false,
                     self.hook.clone(),
+                    self.slots.clone(),
                 ))),
             })
             .collect();
@@ -234,8 +246,8 @@ impl Gateway {
         self.metrics.sessions_open.set(self.sessions.len() as i64);
     }
 
-    /// Send a cleared message to upstream `idx`, over the session's link when there is one.
-    /// `msg` is the parse of the cleared bytes.
+    /// Send a cleared message of `owner`'s to upstream `idx`, over the session's link when there
+    /// is one. `msg` is the parse of the cleared bytes.
     pub async fn forward(
         &self,
         idx: usize,
@@ -243,15 +255,18 @@ impl Gateway {
         headers: &HeaderMap,
         msg: &Message<'_>,
         cleared: &Cleared,
+        owner: &Owner,
     ) -> Result<(Reply, Option<String>), UpstreamError> {
         let own = cleared.upstream_headers();
         let own = (!own.is_empty()).then_some(own);
-        self.send(idx, session, headers, own, msg, cleared.bytes().clone())
+        let bytes = cleared.bytes().clone();
+        self.send(idx, session, headers, own, msg, bytes, Some(owner))
             .await
     }
 
-    /// Warden's own message to an upstream (the `server/discover` probe): not a client's, so it
-    /// needs no clearance.
+    /// A message to an upstream: a client's (cleared, `owner` set) or Warden's own (the
+    /// `server/discover` probe: `owner` `None`, no clearance needed).
+    #[allow(clippy::too_many_arguments)]
     async fn send(
         &self,
         idx: usize,
@@ -260,6 +275,7 @@ impl Gateway {
         own: Option<&HeaderMap>,
         msg: &Message<'_>,
         bytes: Bytes,
+        owner: Option<&Owner>,
     ) -> Result<(Reply, Option<String>), UpstreamError> {
         let up = &self.upstreams[idx];
         let result = match (&up.transport, session.map(|s| &s.links[idx])) {
@@ -275,30 +291,11 @@ impl Gateway {
                     .map(|a| (a.reply, a.session_id))
             }
             (Transport::Stdio { shared }, link) => {
-                let child = match link {
-                    Some(Link::Stdio(c)) => c.clone(),
-                    _ => shared.clone(),
+                let (child, own_child) = match link {
+                    Some(Link::Stdio(c)) => (c.clone(), true),
+                    _ => (shared.clone(), false),
                 };
-                // The handshake is remembered once sent, to be replayed to a restarted child.
-                let sent = if msg.kind() == Kind::Request {
-                    let sent = child.request(msg, progress_token_of(msg)).await.map(
-                        |(frames, wire_id)| Reply::Stream {
-                            frames,
-                            sse: false,
-                            wire_id: Some(wire_id),
-                        },
-                    );
-                    if sent.is_ok() && msg.method() == Some("initialize") {
-                        child.remember_init(Some(bytes.clone()), None);
-                    }
-                    sent
-                } else {
-                    let sent = child.send(&bytes).await.map(|()| Reply::Accepted);
-                    if sent.is_ok() && msg.method() == Some("notifications/initialized") {
-                        child.remember_init(None, Some(bytes.clone()));
-                    }
-                    sent
-                };
+                let sent = send_stdio(&child, own_child, msg, &bytes, owner).await;
                 if sent.is_err() {
                     child.note_exit_if_dead().await;
                 }
@@ -306,9 +303,11 @@ impl Gateway {
             }
         };
         tracing::debug!(upstream = %up.cfg.name, method = ?msg.method(), kind = ?msg.kind(), ok = result.is_ok(), "forwarded");
-        // The health gauge is touched only when it changes: no label lookup on the hot path.
+        // The health gauge is touched only when it changes: no label lookup on the hot path. No
+        // child slot free says nothing about the upstream.
         let ok = result.is_ok();
-        if up.healthy.swap(ok, Ordering::Relaxed) != ok {
+        let about_upstream = !matches!(result, Err(UpstreamError::Capacity { .. }));
+        if about_upstream && up.healthy.swap(ok, Ordering::Relaxed) != ok {
             self.metrics
                 .upstream_up
                 .get_or_create(&UpstreamLabel {
@@ -368,15 +367,17 @@ impl Gateway {
 
     /// Does upstream `idx` speak the stateless 2026-07-28 generation? Asked once with
     /// `server/discover` (a 2025-era server refuses it) and remembered; a transport failure is
-    /// not remembered, so the next request asks again.
-    pub async fn speaks_stateless(&self, idx: usize) -> bool {
+    /// not remembered, so the next request asks again. `Err` only when it could not be asked
+    /// because no stdio child may be started (the caller's answer is that error, not a
+    /// generation refusal).
+    pub async fn speaks_stateless(&self, idx: usize) -> Result<bool, UpstreamError> {
         let up = &self.upstreams[idx];
         if let Some(known) = *up.stateless.lock().unwrap_or_else(|p| p.into_inner()) {
-            return known;
+            return Ok(known);
         }
         const PROBE: &str = r#"{"jsonrpc":"2.0","id":"warden-discover","method":"server/discover","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{},"io.modelcontextprotocol/clientInfo":{"name":"warden","version":"0"}}}}"#;
         let Ok(msg) = Message::parse(PROBE.as_bytes()) else {
-            return false;
+            return Ok(false);
         };
         let mut headers = HeaderMap::new();
         headers.insert(
@@ -404,6 +405,7 @@ impl Gateway {
                 None,
                 &msg,
                 Bytes::from_static(PROBE.as_bytes()),
+                None,
             )
             .await
         {
@@ -415,10 +417,11 @@ impl Gateway {
         let known = match answer {
             Ok(body) => Message::parse(&body).is_ok_and(|m| m.kind() == Kind::Response),
             Err(UpstreamError::Invalid(_)) => false,
-            Err(_) => return false,
+            Err(e @ UpstreamError::Capacity { .. }) => return Err(e),
+            Err(_) => return Ok(false),
         };
         *up.stateless.lock().unwrap_or_else(|p| p.into_inner()) = Some(known);
-        known
+        Ok(known)
     }
 
     /// Record a refusal that ends the call: audit event, metrics, the guards' `done`.
@@ -519,11 +522,32 @@ impl Gateway {
     }
 }
 
-fn progress_token_of(msg: &Message<'_>) -> Option<String> {
-    let p = msg.params_view().ok()?;
-    p.meta
-        .and_then(|m| m.progress_token)
-        .map(|t| t.get().to_owned())
+/// One message to a stdio child. A session's own child remembers its handshake once sent, to
+/// replay it to a restarted child; the shared child keeps none (no client's may become
+/// another's, #13 item 8).
+async fn send_stdio(
+    child: &StdioUpstream,
+    own_child: bool,
+    msg: &Message<'_>,
+    bytes: &Bytes,
+    owner: Option<&Owner>,
+) -> Result<Reply, UpstreamError> {
+    if msg.kind() == Kind::Request {
+        let (frames, wire_id) = child.request(msg, owner).await?;
+        if own_child && msg.method() == Some("initialize") {
+            child.remember_init(Some(bytes.clone()), None);
+        }
+        return Ok(Reply::Stream {
+            frames,
+            sse: false,
+            wire_id: Some(wire_id),
+        });
+    }
+    child.send(bytes).await?;
+    if own_child && msg.method() == Some("notifications/initialized") {
+        child.remember_init(None, Some(bytes.clone()));
+    }
+    Ok(Reply::Accepted)
 }
 
 pub fn truncate(s: &str, max: usize) -> String {
@@ -565,6 +589,12 @@ fn event_hook(audit: Arc<dyn AuditSink>, metrics: Arc<Metrics>) -> EventHook {
         }
         tracing::info!(kind, %detail, "upstream event");
         let mut ev = AuditEvent::new(kind, decision);
+        if kind == "upstream.unattributed_message" {
+            // A shared child's message no one client can be shown to own: dropped (#13 item 2).
+            ev.decision = Decision::Deny;
+            ev.reason = Some("unattributed_server_message".into());
+            ev.control = Some("M2");
+        }
         ev.hint = Some(detail);
         audit.emit(ev);
     })

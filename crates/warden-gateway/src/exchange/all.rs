@@ -53,8 +53,9 @@ pub(super) async fn all(
     match msg.kind() {
         Kind::Notification => {
             let initialized = msg.method() == Some("notifications/initialized");
+            let owner = super::owner_of(&ctx);
             for idx in (0..gw.upstreams.len()).filter(|i| fanout::live(s, *i)) {
-                if let Err(e) = gw.forward(idx, s, headers, msg, &cleared).await {
+                if let Err(e) = gw.forward(idx, s, headers, msg, &cleared, &owner).await {
                     let mut part = ctx.clone();
                     part.route = Some(warden_guard::Route::to(idx, gw.upstreams[idx].name.clone()));
                     gw.audit_part_refusal(&part, &upstream_refusal(&e), None);
@@ -75,7 +76,8 @@ pub(super) async fn all(
         return json(local_result(id, b"{}"));
     }
     if method == "subscriptions/listen" {
-        let frames = fanout::listen(gw, headers, s, msg, &cleared).await;
+        let owner = super::owner_of(&ctx);
+        let frames = fanout::listen(gw, headers, s, msg, &cleared, &owner).await;
         let relay = Relay {
             wire: early.wire(),
             ..Relay::new(gw.clone(), ctx, Duration::from_secs(3600))
@@ -94,7 +96,9 @@ pub(super) async fn all(
     } else {
         if parts.finals.is_empty() {
             ending.now().await;
-            let e = UpstreamError::Unreachable("no upstream answered".into());
+            let e = parts
+                .at_capacity
+                .unwrap_or_else(|| UpstreamError::Unreachable("no upstream answered".into()));
             return refuse(gw, &ctx, upstream_refusal(&e), id);
         }
         if let Some(sess) = s {

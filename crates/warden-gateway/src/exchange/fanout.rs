@@ -33,6 +33,9 @@ pub struct Parts {
     /// What upstreams said before their final responses (notifications, server requests), in
     /// arrival order per upstream, each already through the guards.
     pub others: Vec<Bytes>,
+    /// An upstream that could not be asked because no stdio child may be started: the answer
+    /// to give when no upstream answered (503 with `Retry-After`, not "unreachable").
+    pub at_capacity: Option<UpstreamError>,
 }
 
 /// Forward to every live upstream and collect each answer, every part through the guards.
@@ -46,15 +49,24 @@ pub async fn fan_out(
 ) -> Parts {
     let want = msg.id().map(|i| i.get().to_owned()).unwrap_or_default();
     let list = ctx.method.as_deref().and_then(ListKind::of);
+    let owner = super::owner_of(ctx);
     let mut parts = Parts::default();
     for idx in (0..gw.upstreams.len()).filter(|i| live(s, *i)) {
-        if ctx.generation == Some(Generation::Stateless) && !gw.speaks_stateless(idx).await {
-            continue; // a session-era upstream has no part in a stateless answer
+        if ctx.generation == Some(Generation::Stateless) {
+            match gw.speaks_stateless(idx).await {
+                Ok(true) => {}
+                // A session-era upstream has no part in a stateless answer.
+                Ok(false) => continue,
+                Err(e) => {
+                    parts.at_capacity = Some(e);
+                    continue;
+                }
+            }
         }
         let mut part = ctx.clone();
         part.route = Some(Route::to(idx, gw.upstreams[idx].name.clone()));
         let timeout = Duration::from_millis(gw.upstreams[idx].cfg.timeout_ms);
-        let answer = match gw.forward(idx, s, headers, msg, cleared).await {
+        let answer = match gw.forward(idx, s, headers, msg, cleared, &owner).await {
             Ok((reply, sid)) => {
                 if let (Some(sess), Some(sid)) = (s, sid)
                     && let Link::Http { session_id, .. } = &sess.links[idx]
@@ -67,7 +79,10 @@ pub async fn fan_out(
         };
         let (last, before) = match answer {
             Ok(x) => x,
-            Err(_) => {
+            Err(e) => {
+                if matches!(e, UpstreamError::Capacity { .. }) {
+                    parts.at_capacity = Some(e);
+                }
                 left_out(gw, &part, "upstream_failed_fan_out");
                 continue;
             }
@@ -166,10 +181,11 @@ pub async fn listen(
     s: Option<&SessionState>,
     msg: &Message<'_>,
     cleared: &Cleared,
+    owner: &crate::session::Owner,
 ) -> mpsc::Receiver<Result<Frame, UpstreamError>> {
     let (tx, rx) = mpsc::channel(64);
     for idx in (0..gw.upstreams.len()).filter(|i| live(s, *i)) {
-        if let Ok((reply, _)) = gw.forward(idx, s, headers, msg, cleared).await {
+        if let Ok((reply, _)) = gw.forward(idx, s, headers, msg, cleared, owner).await {
             match reply {
                 Reply::Stream { frames, .. } => tagged(idx, frames, tx.clone()),
                 Reply::Body { body, .. } => {

@@ -213,6 +213,9 @@ pub async fn post(
     } else if modern {
         ctx.generation = Some(Generation::Stateless);
         ctx.version = Some(ProtocolVersion::V2026_07_28);
+        if let Some(r) = removed_handshake(&msg) {
+            return refuse(&gw, &ctx, r, msg.id());
+        }
         if matches!(msg.kind(), Kind::Response | Kind::Error) {
             let r = bad(
                 400,
@@ -241,6 +244,23 @@ pub async fn post(
         new_session,
     };
     exchange(&gw, ctx, inc, early).await
+}
+
+/// 2026-07-28 has no handshake (P3.4, #13 item 8): a stateless `initialize` or
+/// `notifications/initialized` is a removed method, answered 404/-32601 like the others and never
+/// forwarded — on the shared stdio child one client's handshake would become everyone's.
+fn removed_handshake(msg: &Message<'_>) -> Option<Refusal> {
+    let method = msg.method()?;
+    matches!(method, "initialize" | "notifications/initialized").then(|| {
+        Refusal::new(
+            404,
+            code::METHOD_NOT_FOUND,
+            "method_removed",
+            "P3.4",
+            format!("Method not found: {method} (removed in 2026-07-28)"),
+            "2026-07-28 has no handshake: call server/discover, and send _meta on every request; or initialize without 2026-07-28 for a session",
+        )
+    })
 }
 
 /// One line from the local stdio client (`warden wrap`): the wrapped server is the session's one

@@ -15,11 +15,14 @@
 //!   [`merge`] joins them; [`lists`] applies the `list_item` hook on every path.
 //! * [`client_link`] lets a guard send the client a request of Warden's own and await the
 //!   answer; [`answer`] is what the front ends write.
+//! * A session-less `notifications/cancelled` goes to [`cancel`]: it may name only the sender's
+//!   own open requests.
 //!
 //! It must not know hyper or a socket: front ends read and write their wire, nothing more.
 
 mod all;
 pub mod answer;
+mod cancel;
 pub mod client_link;
 pub mod fanout;
 pub mod hold;
@@ -123,6 +126,9 @@ pub async fn exchange(
         owner: owner_of(&ctx),
         id: new_session.clone(),
     };
+    if cancel::applies(msg, session.is_some()) {
+        return cancel::cancelled(gw, ctx, raw, msg, headers, ending).await;
+    }
     match route::resolve(gw, msg, ctx.generation) {
         Target::Nowhere(r) => {
             ending.now().await;
@@ -268,15 +274,22 @@ async fn one(
     } else {
         msg
     };
-    if ctx.generation == Some(Generation::Stateless) && !gw.speaks_stateless(idx).await {
-        ending.now().await;
-        let r = generation_refusal(&gw.upstreams[idx].cfg.name);
-        return refuse(gw, &ctx, r, msg.id());
+    if ctx.generation == Some(Generation::Stateless) {
+        let r = match gw.speaks_stateless(idx).await {
+            Ok(true) => None,
+            Ok(false) => Some(generation_refusal(&gw.upstreams[idx].cfg.name)),
+            Err(e) => Some(upstream_refusal(&e)),
+        };
+        if let Some(r) = r {
+            ending.now().await;
+            return refuse(gw, &ctx, r, msg.id());
+        }
     }
     let request_id = fwd.id().map(|i| i.get().to_owned());
     let is_init = fwd.method() == Some("initialize");
+    let owner = owner_of(&ctx);
     let (reply, upstream_sid) = match gw
-        .forward(idx, session.as_deref(), headers, fwd, &cleared)
+        .forward(idx, session.as_deref(), headers, fwd, &cleared, &owner)
         .await
     {
         Ok(x) => x,
@@ -379,7 +392,10 @@ async fn reply(
         Ok(c) => c,
         Err(a) => return a,
     };
-    match gw.forward(idx, session, headers, &m, &cleared).await {
+    match gw
+        .forward(idx, session, headers, &m, &cleared, &owner_of(&ctx))
+        .await
+    {
         Ok(_) => {
             gw.audit_done(&ctx, Decision::Allow, Some(202), None);
             Answer::Accepted.into()

@@ -59,6 +59,7 @@ pub fn upstream_refusal(e: &UpstreamError) -> Refusal {
     let (status, retry) = match e {
         UpstreamError::Timeout(_) => (504, None),
         UpstreamError::Restarting(s) => (503, Some(*s)),
+        UpstreamError::Capacity { .. } => (503, Some(crate::upstream::CAPACITY_RETRY_SECS)),
         _ => (502, None),
     };
     let mut r = Refusal::new(

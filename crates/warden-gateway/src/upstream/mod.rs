@@ -50,7 +50,13 @@ pub enum UpstreamError {
     Exited,
     #[error("upstream is restarting; retry in {0} s")]
     Restarting(u64),
+    /// Every stdio child slot (`limits.max_stdio_children`) is taken: no child is started.
+    #[error("no stdio server can be started: {max} are running (limits.max_stdio_children)")]
+    Capacity { max: usize },
 }
+
+/// `Retry-After` (seconds) when no stdio child can be started.
+pub const CAPACITY_RETRY_SECS: u64 = 10;
 
 impl UpstreamError {
     pub fn reason(&self) -> &'static str {
@@ -61,6 +67,7 @@ impl UpstreamError {
             UpstreamError::Invalid(_) => "upstream_invalid_response",
             UpstreamError::Exited => "upstream_exited",
             UpstreamError::Restarting(_) => "upstream_restarting",
+            UpstreamError::Capacity { .. } => "stdio_children_limit",
         }
     }
 
