@@ -22,6 +22,8 @@ pub mod metrics;
 pub mod pipeline;
 pub mod session;
 pub mod shard;
+pub mod standalone;
+pub mod tag;
 pub mod upstream;
 pub mod waiters;
 
