@@ -477,11 +477,11 @@ fn the_clients_get_joins_wardens_stream_instead_of_racing_it() {
     assert_eq!(up.conflicts(), 0, "no second GET");
 }
 
-/// #13 item 20 (P4.3) with several upstreams: the client's GET joins each upstream's one stream
-/// (both server requests arrive, tagged with the upstream's name), and when an upstream of the
-/// session cannot give its stream the GET is refused, not answered 200 without it.
+/// #13 items 20 and 23 (P4.3) with several upstreams: the client's GET that races Warden's own
+/// joins each upstream's one stream: one GET per upstream, both server requests arrive, their
+/// ids and event ids tagged with the upstream's name.
 #[test]
-fn the_merged_get_joins_every_stream_and_never_hides_a_missing_one() {
+fn the_merged_get_joins_every_upstreams_one_stream() {
     let slow = Get::Stream {
         delay: Duration::from_millis(400),
     };
@@ -506,8 +506,13 @@ fn the_merged_get_joins_every_stream_and_never_hides_a_missing_one() {
     );
     assert_eq!((a.gets(), b.gets()), (1, 1), "one GET per upstream");
     assert_eq!((a.conflicts(), b.conflicts()), (0, 0));
+}
 
-    // An upstream that offers no stream (405) is fine; one whose stream fails is not.
+/// #13 item 20 (P4.3): with several upstreams, a GET stream that would lack the stream of one
+/// of the session's upstreams is refused (502, audited with that upstream), never answered 200
+/// without it; an upstream that offers no stream at all (405) has nothing to lose and is fine.
+#[test]
+fn a_merged_get_is_refused_when_an_upstreams_stream_fails() {
     let ok = SseUpstream::start(
         "alpha",
         Get::Stream {
