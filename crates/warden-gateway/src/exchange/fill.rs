@@ -55,13 +55,14 @@ fn resolve(
     own: &Catalog,
 ) -> Target {
     match session {
-        Some(s) => route::resolve(
+        // One upstream: every message goes to it, no catalog is read (or locked).
+        Some(s) if gw.upstreams.len() > 1 => route::resolve(
             gw,
             msg,
             generation,
             &s.catalog.lock().unwrap_or_else(|p| p.into_inner()),
         ),
-        None => route::resolve(gw, msg, generation, own),
+        _ => route::resolve(gw, msg, generation, own),
     }
 }
 
