@@ -196,8 +196,11 @@ impl Default for LogConfig {
 pub struct UpstreamConfig {
     /// Unique name, used in audit events, metrics and routing.
     pub name: String,
-    /// Prefix put before this upstream's tool, prompt and resource-template names when several
-    /// upstreams share one endpoint (`<prefix>_<name>`). None: names pass unchanged.
+    /// Prefix put before this upstream's tool and prompt names when several upstreams share one
+    /// endpoint (`<prefix>_<name>`). Resource URIs and templates are never prefixed: a URI or
+    /// template two upstreams list is withheld like any colliding name. When every upstream has
+    /// a prefix and none starts another's (`a` and `a_b` overlap), names route by prefix alone,
+    /// without asking for lists. None: names pass unchanged.
     #[serde(default)]
     pub prefix: Option<String>,
     /// Streamable HTTP endpoint, e.g. `http://127.0.0.1:3001/mcp`.

@@ -7,7 +7,6 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http::{HeaderMap, Method};
-use tokio::sync::mpsc;
 use warden_audit::{AuditEvent, AuditSink, Decision, RequestId};
 use warden_config::{Config, UpstreamConfig};
 use warden_proto::limits::Limits;
@@ -15,10 +14,12 @@ use warden_proto::{Kind, Message, ProtocolVersion};
 
 use warden_guard::{Ctx, Front, GuardEnv, MemoryStore, Outcome, Refusal, SessionKey, SessionStore};
 
+use crate::catalog::{Catalog, Withheld};
 use crate::metrics::{Metrics, UpstreamLabel};
 use crate::pipeline::{Cleared, Pipeline};
 use crate::session::Owner;
 use crate::session::Sessions;
+use crate::standalone::{Opened, Standalone};
 use crate::upstream::http::HttpUpstream;
 use crate::upstream::stdio::slots::ChildSlots;
 use crate::upstream::stdio::{EventHook, StdioUpstream};
@@ -48,9 +49,9 @@ pub struct Upstream {
 pub enum Link {
     Http {
         session_id: Mutex<Option<String>>,
-        /// The upstream's standalone (GET) stream, opened by Warden as soon as the session is
-        /// initialized so no server-initiated message is lost before the client opens its own.
-        standalone: Mutex<Option<mpsc::Receiver<Result<crate::upstream::Frame, UpstreamError>>>>,
+        /// The upstream's standalone (GET) stream: one per session, opened by Warden as soon as
+        /// the session is initialized and joined by the client's GET (`standalone.rs`).
+        standalone: Arc<Standalone>,
     },
     Stdio(Arc<StdioUpstream>),
 }
@@ -70,6 +71,8 @@ pub struct SessionState {
     pub waiters: crate::waiters::Waiters,
     /// Capabilities the client declared at `initialize` (top-level names).
     pub client_caps: Mutex<Vec<String>>,
+    /// Where this session's names lead (several upstreams): filled by its own lists only.
+    pub catalog: Mutex<Catalog>,
 }
 
 pub struct Gateway {
@@ -80,8 +83,10 @@ pub struct Gateway {
     pub audit: Arc<dyn AuditSink>,
     pub metrics: Arc<Metrics>,
     pub limits: Limits,
-    /// Names learned from merged lists (several upstreams).
-    pub catalog: Mutex<crate::catalog::Catalog>,
+    /// Names withheld for a collision, for every client until restart (several upstreams).
+    pub withheld: Mutex<Withheld>,
+    /// Every upstream has a prefix and none starts another's: prefixes alone route names.
+    pub by_prefix: bool,
     /// Where guards keep per-session state.
     pub store: Arc<dyn SessionStore>,
     /// Calls not yet given their final audit event.
@@ -145,6 +150,9 @@ impl Gateway {
             max_depth: cfg.limits.max_json_depth,
         };
         Ok(Arc::new(Self {
+            by_prefix: crate::catalog::partitioned(
+                cfg.upstreams.iter().map(|u| u.prefix.as_deref()),
+            ),
             pipeline: build(&cfg, &env),
             sessions: Sessions::new(cfg.sessions.clone()),
             cfg: Arc::new(cfg),
@@ -152,7 +160,7 @@ impl Gateway {
             audit,
             metrics,
             limits,
-            catalog: Mutex::new(Default::default()),
+            withheld: Mutex::new(Default::default()),
             store: Arc::new(MemoryStore::default()),
             in_flight: Default::default(),
             request_seq: AtomicU64::new(1),
@@ -185,7 +193,7 @@ impl Gateway {
             .map(|u| match &u.transport {
                 Transport::Http(_) => Link::Http {
                     session_id: Mutex::new(None),
-                    standalone: Mutex::new(None),
+                    standalone: Default::default(),
                 },
                 Transport::Stdio { .. } => Link::Stdio(Arc::new(StdioUpstream::new(
                     u.cfg.clone(),
@@ -210,6 +218,7 @@ impl Gateway {
             events: Default::default(),
             waiters: Default::default(),
             client_caps: Mutex::new(Vec::new()),
+            catalog: Default::default(),
         }
     }
 
@@ -229,8 +238,9 @@ impl Gateway {
     /// What ending a session does beyond the table (also for sessions that expired).
     pub async fn close_session(&self, s: &SessionState) {
         for link in &s.links {
-            if let Link::Stdio(child) = link {
-                child.shutdown().await;
+            match link {
+                Link::Stdio(child) => child.shutdown().await,
+                Link::Http { standalone, .. } => standalone.close(),
             }
         }
         s.waiters.close();
@@ -339,16 +349,17 @@ impl Gateway {
         )
     }
 
-    /// Open upstream `idx`'s standalone stream for the session and keep it until the client asks
-    /// for its GET stream (HTTP upstreams; others have nothing to open).
+    /// Make sure upstream `idx`'s standalone stream is open for the session (HTTP upstreams;
+    /// others have nothing to open): Warden's own GET, one per upstream per session, which the
+    /// client's GET joins. Called when the session is initialized and by the client's GET.
     pub async fn open_standalone(
         &self,
         idx: usize,
         session: &SessionState,
         client_headers: &HeaderMap,
-    ) {
+    ) -> Opened {
         let Link::Http { standalone, .. } = &session.links[idx] else {
-            return;
+            return Opened::NoStream(Reply::Accepted);
         };
         let mut headers = HeaderMap::new();
         headers.insert(
@@ -358,11 +369,17 @@ impl Gateway {
         if let Some(v) = client_headers.get("mcp-protocol-version") {
             headers.insert("mcp-protocol-version", v.clone());
         }
-        if let Some(Ok(answer)) = self.forward_http(idx, session, Method::GET, &headers).await
-            && let Reply::Stream { frames, .. } = answer.reply
-        {
-            *standalone.lock().unwrap_or_else(|p| p.into_inner()) = Some(frames);
-        }
+        // With several upstreams the stream's ids carry the upstream's name.
+        let map: Option<crate::standalone::Map> = (self.upstreams.len() > 1).then(|| {
+            let name = self.upstreams[idx].name.clone();
+            Box::new(move |f| crate::tag::tag_frame(&name, f)) as _
+        });
+        standalone
+            .ensure(
+                || self.forward_http(idx, session, Method::GET, &headers),
+                map,
+            )
+            .await
     }
 
     /// Does upstream `idx` speak the stateless 2026-07-28 generation? Asked once with

@@ -23,7 +23,9 @@ pub mod metrics;
 pub mod pipeline;
 pub mod session;
 pub mod shard;
+pub mod standalone;
 pub mod stop;
+pub mod tag;
 pub mod upstream;
 pub mod waiters;
 

@@ -92,7 +92,11 @@ pub(super) async fn all(
     }
     let parts = fanout::fan_out(gw, &ctx, headers, s, msg, &cleared).await;
     let merged = if let Some(kind) = ListKind::of(method) {
-        merge_list(gw, &ctx, id, kind, &parts.finals)
+        // A session's lists fill its own catalog; a stateless list fills none.
+        let mut own = crate::catalog::Catalog::default();
+        let mut session_cat = s.map(|s| s.catalog.lock().unwrap_or_else(|p| p.into_inner()));
+        let into = session_cat.as_deref_mut().unwrap_or(&mut own);
+        merge_list(gw, &ctx, id, kind, &parts.finals, into)
     } else {
         if parts.finals.is_empty() {
             ending.now().await;

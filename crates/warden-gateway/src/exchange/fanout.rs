@@ -4,20 +4,26 @@
 //! own upstream in `ctx.route` (list items meet `list_item` with their original name) before the
 //! parts are merged. A part a guard refuses leaves that upstream out of the answer, audited.
 //! Streams of several upstreams (`subscriptions/listen`, the GET stream) are merged with their
-//! frames tagged by upstream.
+//! frames tagged by upstream name. The GET stream joins each upstream's one standalone stream
+//! (`standalone.rs`), and is refused rather than answered 200 when an upstream that is part of
+//! the session cannot give its stream: a stream that silently lacks an upstream would lose
+//! that upstream's server requests.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::HeaderMap;
 use tokio::sync::mpsc;
 use warden_audit::Decision;
-use warden_guard::{Ctx, ListKind, Route};
+use warden_guard::{Ctx, ListKind, Refusal, Route};
 use warden_proto::{Generation, Kind, Message};
 
 use super::route::tagged;
 use crate::gateway::{Gateway, Link, SessionState};
 use crate::pipeline::{Cleared, Walked};
+use crate::standalone::Opened;
+use crate::tag::untag;
 use crate::upstream::{Frame, Reply, UpstreamError, collect};
 
 /// Is upstream `idx` part of this session (it answered `initialize`)?
@@ -154,8 +160,8 @@ async fn guard_part(
     }
 }
 
-/// Tag a reply's frames with upstream `idx` (server request ids, SSE event ids).
-pub fn tag_reply(idx: usize, reply: Reply) -> Reply {
+/// Tag a reply's frames with upstream `name` (server request ids, SSE event ids).
+pub fn tag_reply(name: Arc<str>, reply: Reply) -> Reply {
     match reply {
         Reply::Stream {
             frames,
@@ -163,7 +169,7 @@ pub fn tag_reply(idx: usize, reply: Reply) -> Reply {
             wire_id,
         } => {
             let (tx, rx) = mpsc::channel(64);
-            tagged(idx, frames, tx);
+            tagged(name, frames, tx);
             Reply::Stream {
                 frames: rx,
                 sse,
@@ -187,7 +193,9 @@ pub async fn listen(
     for idx in (0..gw.upstreams.len()).filter(|i| live(s, *i)) {
         if let Ok((reply, _)) = gw.forward(idx, s, headers, msg, cleared, owner).await {
             match reply {
-                Reply::Stream { frames, .. } => tagged(idx, frames, tx.clone()),
+                Reply::Stream { frames, .. } => {
+                    tagged(gw.upstreams[idx].name.clone(), frames, tx.clone())
+                }
                 Reply::Body { body, .. } => {
                     let _ = tx.try_send(Ok(Frame::message(body)));
                 }
@@ -198,46 +206,89 @@ pub async fn listen(
     rx
 }
 
-/// The standalone GET stream across upstreams; `Last-Event-ID` goes only to the upstream it
-/// names.
+/// The standalone GET stream across upstreams: each live upstream's one stream, joined
+/// (`Last-Event-ID` resumes only the upstream it names, on a GET of its own). `Err` names the
+/// upstream that could not give its stream, with the refusal for the client.
 pub async fn get_stream(
     gw: &Gateway,
+    ctx: &Ctx,
     headers: &HeaderMap,
     session: &SessionState,
-) -> mpsc::Receiver<Result<Frame, UpstreamError>> {
+) -> Result<mpsc::Receiver<Result<Frame, UpstreamError>>, (usize, Refusal)> {
     let last = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once('~'))
-        .and_then(|(i, rest)| Some((i.parse::<usize>().ok()?, rest.to_owned())));
+        .and_then(untag)
+        .and_then(|(name, rest)| Some((super::route::index_of(gw, name)?, rest.to_owned())));
     let (tx, rx) = mpsc::channel(64);
+    let mut joined = Vec::new();
+    let mut resumed = Vec::new();
+    let mut stdio = Vec::new();
     for idx in (0..gw.upstreams.len()).filter(|i| live(Some(session), *i)) {
-        let mut h = headers.clone();
-        h.remove("last-event-id");
-        if let Some((li, rest)) = &last
-            && *li == idx
-            && let Ok(v) = http::HeaderValue::from_str(rest)
-        {
-            h.insert("last-event-id", v);
-        }
+        let name = &gw.upstreams[idx].cfg.name;
         match &session.links[idx] {
-            Link::Stdio(child) => tagged(idx, child.open_server_stream(), tx.clone()),
-            Link::Http { standalone, .. } => {
-                let opened = if h.contains_key("last-event-id") {
-                    None
-                } else {
-                    standalone.lock().ok().and_then(|mut s| s.take())
-                };
-                if let Some(frames) = opened {
-                    tagged(idx, frames, tx.clone());
-                } else if let Some(Ok(a)) =
-                    gw.forward_http(idx, session, http::Method::GET, &h).await
-                    && let Reply::Stream { frames, .. } = a.reply
+            Link::Stdio(child) => stdio.push((idx, child.clone())),
+            Link::Http { .. } if last.as_ref().is_some_and(|(li, _)| *li == idx) => {
+                let mut h = headers.clone();
+                if let Some(v) = last
+                    .as_ref()
+                    .and_then(|(_, rest)| http::HeaderValue::from_str(rest).ok())
                 {
-                    tagged(idx, frames, tx.clone());
+                    h.insert("last-event-id", v);
+                }
+                match gw.forward_http(idx, session, http::Method::GET, &h).await {
+                    Some(Ok(a)) => match a.reply {
+                        Reply::Stream { frames, .. } => resumed.push((idx, frames)),
+                        _ => return Err((idx, no_stream(name, a.status))),
+                    },
+                    Some(Err(e)) => return Err((idx, super::relay::upstream_refusal(&e))),
+                    None => {}
+                }
+            }
+            Link::Http { standalone, .. } => {
+                match gw.open_standalone(idx, session, headers).await {
+                    Opened::Ready => joined.push(standalone.clone()),
+                    // 405: the upstream offers no GET stream, so it has nothing to lose on one.
+                    Opened::NoStream(Reply::Body { status: 405, .. }) => {
+                        let mut part = ctx.clone();
+                        part.route = Some(Route::to(idx, gw.upstreams[idx].name.clone()));
+                        let mut ev = part.event("stream.not_offered", Decision::Info);
+                        ev.reason = Some("upstream_offers_no_stream".into());
+                        gw.audit.emit(ev);
+                    }
+                    Opened::NoStream(Reply::Body { status, .. }) => {
+                        return Err((idx, no_stream(name, status)));
+                    }
+                    Opened::NoStream(_) => return Err((idx, no_stream(name, 202))),
+                    Opened::Failed(e) => return Err((idx, super::relay::upstream_refusal(&e))),
                 }
             }
         }
     }
-    rx
+    for hub in joined {
+        hub.attach(tx.clone());
+    }
+    for (idx, frames) in resumed {
+        tagged(gw.upstreams[idx].name.clone(), frames, tx.clone());
+    }
+    for (idx, child) in stdio {
+        tagged(
+            gw.upstreams[idx].name.clone(),
+            child.open_server_stream(),
+            tx.clone(),
+        );
+    }
+    Ok(rx)
+}
+
+/// An upstream that answered its GET stream with something else than a stream.
+fn no_stream(name: &str, status: u16) -> Refusal {
+    Refusal::new(
+        502,
+        warden_proto::error::code::UPSTREAM_UNAVAILABLE,
+        "upstream_stream_failed",
+        "P4.3",
+        format!("Upstream '{name}' did not open its GET stream (HTTP {status})"),
+        "the stream would miss this upstream's server requests; retry later or ask the operator",
+    )
 }

@@ -19,6 +19,7 @@ use super::relay::{Relay, upstream_refusal};
 use super::{Incoming, describe, exchange, owner_of};
 use crate::gateway::{Gateway, Link, SessionState};
 use crate::session::fingerprint;
+use crate::standalone::Opened;
 use crate::upstream::Reply;
 
 fn bad(
@@ -370,7 +371,13 @@ pub async fn get(gw: Arc<Gateway>, mut ctx: Ctx, headers: HeaderMap) -> Answered
     }
     let timeout = Duration::from_secs(3600);
     if gw.upstreams.len() > 1 {
-        let frames = super::fanout::get_stream(&gw, &headers, &session).await;
+        let frames = match super::fanout::get_stream(&gw, &ctx, &headers, &session).await {
+            Ok(f) => f,
+            Err((idx, r)) => {
+                ctx.route = Some(Route::to(idx, gw.upstreams[idx].name.clone()));
+                return refuse(&gw, &ctx, r, None);
+            }
+        };
         return Relay::new(gw.clone(), ctx, timeout)
             .respond(Reply::Stream {
                 frames,
@@ -404,28 +411,29 @@ pub async fn get(gw: Arc<Gateway>, mut ctx: Ctx, headers: HeaderMap) -> Answered
                 wire_id: None,
             })
         }
-        Link::Http { standalone, .. } => {
-            let opened = if headers.contains_key("last-event-id") {
-                None
-            } else {
-                standalone.lock().ok().and_then(|mut s| s.take())
-            };
-            match opened {
+        // A resumption is a stream of its own; otherwise the client joins the session's one
+        // standalone stream, opened by Warden (or now, if it is not open).
+        Link::Http { .. } if headers.contains_key("last-event-id") => match gw
+            .forward_http(0, &session, http::Method::GET, &headers)
+            .await
+        {
+            Some(Ok(a)) => Ok(a.reply),
+            Some(Err(e)) => Err(e),
+            None => Ok(Reply::Accepted),
+        },
+        Link::Http { standalone, .. } => match gw.open_standalone(0, &session, &headers).await {
+            Opened::Ready => match standalone.join() {
                 Some(frames) => Ok(Reply::Stream {
                     frames,
                     sse: true,
                     wire_id: None,
                 }),
-                None => match gw
-                    .forward_http(0, &session, http::Method::GET, &headers)
-                    .await
-                {
-                    Some(Ok(a)) => Ok(a.reply),
-                    Some(Err(e)) => Err(e),
-                    None => Ok(Reply::Accepted),
-                },
-            }
-        }
+                // The upstream ended the stream in between: the client reconnects.
+                None => Err(crate::upstream::UpstreamError::Exited),
+            },
+            Opened::NoStream(reply) => Ok(reply),
+            Opened::Failed(e) => Err(e),
+        },
     };
     match reply {
         Ok(reply) => {

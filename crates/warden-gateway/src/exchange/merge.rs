@@ -1,6 +1,6 @@
 //! Merging the answers of several upstreams into the one the client gets: `initialize` and
 //! `server/discover` (capabilities unioned, Warden as `serverInfo`) and the lists (names prefixed,
-//! collisions withheld and audited).
+//! collisions withheld for good and audited).
 
 use std::collections::HashMap;
 
@@ -13,6 +13,7 @@ use warden_proto::Message;
 use warden_guard::{Ctx, ListKind};
 
 use super::lists::exposed;
+use crate::catalog::Catalog;
 use crate::gateway::Gateway;
 
 /// The `result` object of an answer.
@@ -75,13 +76,17 @@ pub(super) fn envelope_with(id: Option<&RawValue>, result: &Value) -> Bytes {
     ))
 }
 
-/// Merge one kind of list across upstreams, prefixing names and withholding collisions.
+/// Merge one kind of list across upstreams, prefixing names and withholding collisions; the
+/// names kept fill `into` (the session's catalog, or a request's own). A name two items share is
+/// withheld for good ([`crate::catalog::Withheld`]), and one withheld before stays withheld
+/// even when only one upstream lists it now (its twin may just be down).
 pub(super) fn merge_list(
     gw: &Gateway,
     ctx: &Ctx,
     id: Option<&RawValue>,
     kind: ListKind,
     answers: &[(usize, Bytes)],
+    into: &mut Catalog,
 ) -> Bytes {
     let mut items: Vec<(usize, String, String, Map<String, Value>)> = Vec::new();
     let mut base = Map::new();
@@ -122,25 +127,33 @@ pub(super) fn merge_list(
     for (_, name, _, _) in &items {
         *counts.entry(name.as_str()).or_default() += 1;
     }
-    let mut catalog = gw.catalog.lock().unwrap_or_else(|p| p.into_inner());
-    catalog.names.retain(|(k, _), _| *k != kind);
+    let mut withheld = gw.withheld.lock().unwrap_or_else(|p| p.into_inner());
     let mut kept = Vec::new();
+    let mut entries = Vec::new();
     for (idx, name, orig, obj) in &items {
-        if counts.get(name.as_str()).copied().unwrap_or(0) > 1 {
+        let now = counts.get(name.as_str()).copied().unwrap_or(0) > 1;
+        if now || withheld.contains(kind, name) {
+            if now {
+                withheld.insert(kind, name);
+            }
             let mut ev = gw.event(ctx, "tool.name_collision", Decision::Deny);
             ev.upstream = Some(gw.upstreams[*idx].name.clone());
-            ev.tool = Some(name.as_str().into());
+            ev.tool = Some(crate::gateway::truncate_shared(name, 256));
             ev.reason = Some("name_collision".into());
             ev.control = Some("P9.2");
-            ev.hint = Some("two upstreams expose this name; both are withheld until one gets a distinct prefix".into());
+            ev.hint = Some(if now {
+                "two upstreams expose this name; it is withheld from every client until one gets a distinct prefix (config change and restart)".into()
+            } else {
+                "two upstreams exposed this name before; it stays withheld until one gets a distinct prefix (config change and restart)".into()
+            });
             gw.audit.emit(ev);
             continue;
         }
-        catalog
-            .names
-            .insert((kind, name.clone()), (*idx, orig.clone()));
+        entries.push((name.clone(), *idx, orig.clone()));
         kept.push(Value::Object(obj.clone()));
     }
+    drop(withheld);
+    into.replace(kind, entries);
     base.insert(kind.key().into(), Value::Array(kept));
     envelope_with(id, &Value::Object(base))
 }

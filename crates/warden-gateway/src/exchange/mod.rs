@@ -9,7 +9,8 @@
 //! ```
 //!
 //! * [`route`] decides where a message goes before any guard runs, so guards see the upstream
-//!   and the original name (`ctx.route`) and the very bytes that will be forwarded.
+//!   and the original name (`ctx.route`) and the very bytes that will be forwarded; a name the
+//!   session's catalog does not know yet is looked up by asking the lists first (`fill`).
 //! * [`relay`] puts every server→client message (a JSON body, each SSE frame, each stdio line)
 //!   through the guards; [`fanout`] does the same for each part of a fanned-out answer before
 //!   [`merge`] joins them; [`lists`] applies the `list_item` hook on every path.
@@ -25,6 +26,7 @@ pub mod answer;
 mod cancel;
 pub mod client_link;
 pub mod fanout;
+mod fill;
 pub mod hold;
 mod ingress;
 pub mod lists;
@@ -129,7 +131,9 @@ pub async fn exchange(
     if cancel::applies(msg, session.is_some()) {
         return cancel::cancelled(gw, ctx, raw, msg, headers, ending).await;
     }
-    match route::resolve(gw, msg, ctx.generation) {
+    match fill::target(gw, &ctx, msg, headers, session.as_deref()).await {
+        // `fill::target` resolves what it can: an unlisted name is unknown by now.
+        Target::Unlisted(_) => refuse(gw, &ctx, route::unknown_name(), msg.id()),
         Target::Nowhere(r) => {
             ending.now().await;
             refuse(gw, &ctx, r, msg.id())
@@ -328,7 +332,7 @@ async fn one(
         _ => None,
     };
     let reply = if gw.upstreams.len() > 1 {
-        fanout::tag_reply(idx, reply)
+        fanout::tag_reply(gw.upstreams[idx].name.clone(), reply)
     } else {
         reply
     };

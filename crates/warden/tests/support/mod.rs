@@ -11,6 +11,7 @@ pub mod lossless_gen;
 pub mod lossless_wire;
 pub mod recorder;
 pub mod sdk_peers;
+pub mod sse_upstream;
 pub mod tiny;
 
 use std::io::{BufRead, BufReader};
