@@ -4,7 +4,8 @@
 //! ([`envelope`]), input limits checked before any parse ([`limits`]), protocol versions and the
 //! generation they belong to ([`version`]), JSON-RPC error bodies with stable reason codes ([`error`]),
 //! the 2026-07-28 `Mcp-Method`/`Mcp-Name`/`Mcp-Param-*` header rules ([`headers`]), SSE framing
-//! ([`sse`]) and byte-span edits over the original message ([`splice`]).
+//! ([`sse`]), byte-span edits over the original message ([`splice`]) and strict reads of the values
+//! decisions depend on: no duplicate keys, exact numbers ([`strict`]).
 //!
 //! It must not do I/O, hold state between messages, or re-serialise a message it did not edit:
 //! everything a caller does not change passes as the exact input bytes (the lossless-relay rule).
@@ -17,6 +18,7 @@ pub mod headers;
 pub mod limits;
 pub mod splice;
 pub mod sse;
+pub mod strict;
 pub mod version;
 
 pub use envelope::{Kind, Message, ProtoError};
