@@ -7,6 +7,12 @@
 //! It must not block the async runtime (the file sink writes on its own thread), must never write
 //! payloads or secrets (events carry names, codes and sizes, not message bodies; session ids are
 //! fingerprinted), and must never drop an event silently: a full queue is counted and logged.
+//!
+//! Every field is bounded when an event is written (#13 item 15): text fields to
+//! [`MAX_FIELD`] bytes (the hint to [`MAX_HINT`]), cut on a character boundary and marked `…`;
+//! guard facts to [`MAX_FACT_TEXT`] bytes a string, [`MAX_FACT_ITEMS`] members a container and
+//! [`MAX_FACT_DEPTH`] levels. Whatever a client names (a 60 KB method), one audit line stays a
+//! few kilobytes.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -20,6 +26,10 @@ use std::thread::Thread;
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
+
+mod bounded;
+pub use bounded::{MAX_FACT_DEPTH, MAX_FACT_ITEMS, MAX_FACT_TEXT, MAX_FIELD, MAX_HINT, bounded};
+use bounded::{facts_bounded, hint_text, text};
 
 /// What Warden decided about one message or connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -72,30 +82,30 @@ pub struct AuditEvent {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_id: Option<RequestId>,
     /// Fingerprint of the downstream session (never the session id itself).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "text")]
     pub session: Option<Arc<str>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "text")]
     pub client: Option<Arc<str>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "text")]
     pub subject: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "text")]
     pub upstream: Option<Arc<str>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "text")]
     pub method: Option<Cow<'static, str>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "text")]
     pub tool: Option<Arc<str>>,
     /// The JSON-RPC id as sent (truncated to 64 bytes).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "text")]
     pub jsonrpc_id: Option<String>,
     pub decision: Decision,
     /// Stable machine-readable reason for a refusal or error.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "text")]
     pub reason: Option<String>,
     /// The REQUIREMENTS.md control behind the decision, e.g. `P1.1`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub control: Option<&'static str>,
     /// Human explanation.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "hint_text")]
     pub hint: Option<String>,
     /// HTTP status answered, where there was one.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -109,7 +119,10 @@ pub struct AuditEvent {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bytes: Option<u64>,
     /// Facts added by guards (risk, policy ids, detector hits…), keyed by guard.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        skip_serializing_if = "BTreeMap::is_empty",
+        serialize_with = "facts_bounded"
+    )]
     pub facts: BTreeMap<&'static str, serde_json::Value>,
 }
 

@@ -274,6 +274,19 @@ impl Gateway {
             .await
     }
 
+    /// Warden's own request to upstream `idx` outside any session (a guard's own list, see
+    /// `exchange::upstream_link`): not a client's, so it needs no clearance.
+    pub(crate) async fn send_own(
+        &self,
+        idx: usize,
+        headers: &HeaderMap,
+        own: Option<&HeaderMap>,
+        msg: &Message<'_>,
+        bytes: Bytes,
+    ) -> Result<(Reply, Option<String>), UpstreamError> {
+        self.send(idx, None, headers, own, msg, bytes, None).await
+    }
+
     /// A message to an upstream: a client's (cleared, `owner` set) or Warden's own (the
     /// `server/discover` probe: `owner` `None`, no clearance needed).
     #[allow(clippy::too_many_arguments)]

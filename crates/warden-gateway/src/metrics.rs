@@ -92,11 +92,14 @@ const METHODS: [&str; 24] = [
     "tasks/result",
 ];
 
-/// The method name as context and audit keep it: static for the methods Warden knows.
+/// The method name as context and audit keep it: static for the methods Warden knows, others
+/// cut to the audit's field bound (a client's 60 KB method is not copied into every event).
 pub fn method_name(method: &str) -> std::borrow::Cow<'static, str> {
     match METHODS.iter().find(|k| **k == method) {
         Some(k) => std::borrow::Cow::Borrowed(k),
-        None => std::borrow::Cow::Owned(method.to_owned()),
+        None => std::borrow::Cow::Owned(
+            warden_audit::bounded(method, warden_audit::MAX_FIELD).into_owned(),
+        ),
     }
 }
 

@@ -34,13 +34,14 @@ use crate::guards::{
 /// The guards, in order.
 pub fn guards(cfg: &Config, _env: &GuardEnv) -> Vec<Box<dyn Guard>> {
     vec![
-        // P1.1 / P8.4 request-smuggling hygiene: one Host, equal to the authority; one framing.
-        // First, so the Host the allowlist below checks is the only one.
+        // P1.1 / P8.4 request-smuggling hygiene: one Host, equal to the authority; one framing;
+        // each MCP header once. First, so what the guards below check is the only value.
         Box::new(HttpHygiene),
         // P8.4 DNS-rebinding defence: Host and Origin allowlists.
         Box::new(HostOrigin::new(&cfg.server)),
         // P1.1 (SEP-2243): x-mcp-header annotations — withhold invalid tools, hand the called
-        // tool's annotations to the protocol rules below.
+        // tool's annotations to the protocol rules below (listing the upstream itself when no
+        // list has shown the tool yet).
         Box::new(ToolHeaders::default()),
         // P3.4 / P1.1: 2026-07-28 `_meta`, version and header–body agreement (incl. Mcp-Param-*).
         Box::new(StatelessRules),
@@ -171,13 +172,20 @@ impl Pipeline {
             Step::Done(Walked::Rewritten(b)) => (b, true),
             Step::Answer(a) => return Ok(Passed::Answer(a)),
         };
+        let up = self.own_request(ctx).await?;
+        Ok(Passed::Forward(Cleared::new(bytes, changed, up)))
+    }
+
+    /// What the guards add to a request for the routed upstream (Warden's own credentials),
+    /// top-down: for a cleared client message, and for a request of Warden's own.
+    pub async fn own_request(&self, ctx: &mut Ctx) -> Result<UpstreamRequest, Refusal> {
         let mut up = UpstreamRequest::default();
         for g in self.guards.iter() {
             if let Err(r) = g.upstream_request(&mut up, ctx).resolve().await {
                 return Err(with_guard(r, g.name(), ctx));
             }
         }
-        Ok(Passed::Forward(Cleared::new(bytes, changed, up)))
+        Ok(up)
     }
 
     /// Walk a server→client message bottom-up.

@@ -15,6 +15,7 @@ use warden_proto::{Generation, ProtocolVersion};
 use crate::client::ClientChannel;
 use crate::principal::Principal;
 use crate::session::SessionRef;
+use crate::upstream::UpstreamChannel;
 
 /// Which front end the message came through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,6 +90,9 @@ pub struct Ctx {
     pub facts: BTreeMap<&'static str, serde_json::Value>,
     /// How to send the client a request of Warden's own (elicitation), when the exchange allows.
     pub client_channel: Option<Arc<dyn ClientChannel>>,
+    /// How to list the routed upstream as Warden (tool definitions a check needs), when the
+    /// exchange is routed to one upstream.
+    pub upstream_channel: Option<Arc<dyn UpstreamChannel>>,
 }
 
 impl std::fmt::Debug for Ctx {
@@ -137,6 +141,7 @@ impl Ctx {
             risk: 0,
             facts: BTreeMap::new(),
             client_channel: None,
+            upstream_channel: None,
         }
     }
 

@@ -3,8 +3,9 @@
 //! Owns the interface every Warden control implements: the [`Guard`] trait and what its hooks
 //! see and answer — the exchange context [`Ctx`] with its [`Route`] and [`Principal`], the
 //! [`Verdict`]s, [`Refusal`]s, list items ([`ListItem`], [`ItemVerdict`]), per-session state
-//! ([`Slot`], [`SessionStore`]), requests to the client ([`ClientChannel`]) and the upstream
-//! request a guard may shape ([`UpstreamRequest`]).
+//! ([`Slot`], [`SessionStore`]), requests to the client ([`ClientChannel`]), lists of Warden's own from the
+//! routed upstream ([`UpstreamChannel`]) and the upstream request a guard may shape
+//! ([`UpstreamRequest`]).
 //!
 //! It must not do I/O or know a transport: no sockets, no hyper, no processes. Decision crates
 //! (token validation, policy, integrity, inspection) and their tests depend on this crate alone
@@ -72,6 +73,7 @@ mod list;
 mod principal;
 mod refusal;
 mod session;
+mod upstream;
 mod verdict;
 
 pub use client::{ClientChannel, ClientError};
@@ -83,4 +85,5 @@ pub use refusal::Refusal;
 pub use session::{
     Decode, Erased, MemoryStore, SessionKey, SessionRef, SessionStore, Slot, StoreError, Stored,
 };
+pub use upstream::{Listed, UpstreamChannel};
 pub use verdict::{BoxFuture, Check, ItemVerdict, LocalResponse, Verdict};

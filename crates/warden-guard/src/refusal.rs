@@ -81,6 +81,20 @@ impl Refusal {
         )
     }
 
+    /// An `Mcp-*` header that disagrees with the body, is missing, malformed or repeated
+    /// (SEP-2243, P3.4): 400 with -32020 `HeaderMismatch` and the header in `error.data.header`.
+    pub fn header_mismatch(e: &warden_proto::headers::HeaderMismatch) -> Self {
+        Self::new(
+            400,
+            warden_proto::error::code::HEADER_MISMATCH,
+            "header_mismatch",
+            "P3.4",
+            format!("Header mismatch: {e}"),
+            "send Mcp-* headers equal to the body values (SEP-2243)",
+        )
+        .with_data("header", e.header.clone().into())
+    }
+
     /// Add an `error.data` member.
     pub fn with_data(mut self, key: &str, value: serde_json::Value) -> Self {
         self.data

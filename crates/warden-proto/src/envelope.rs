@@ -213,8 +213,15 @@ impl<'a> Message<'a> {
     pub fn params_view(&self) -> Result<Params<'a>, ProtoError> {
         match self.params {
             None => Ok(Params::default()),
-            Some(p) if p.get().starts_with('{') => serde_json::from_str(p.get())
-                .map_err(|_| ProtoError::Invalid("\"params\" has fields of the wrong type")),
+            // A derived struct refuses a duplicate of its own fields (also spelt with escapes):
+            // `name`, `uri`, `arguments`, `_meta` and the `_meta` protocol fields.
+            Some(p) if p.get().starts_with('{') => serde_json::from_str(p.get()).map_err(|e| {
+                if e.to_string().contains("duplicate field") {
+                    ProtoError::Invalid("a member of \"params\" Warden reads is duplicated")
+                } else {
+                    ProtoError::Invalid("\"params\" has fields of the wrong type")
+                }
+            }),
             Some(_) => Ok(Params::default()),
         }
     }
@@ -346,6 +353,29 @@ mod tests {
         let meta = p.meta.unwrap();
         assert_eq!(meta.progress_token.unwrap().get(), "5");
         assert_eq!(meta.protocol_version_str().as_deref(), Some("2026-07-28"));
+    }
+
+    /// #13 item 14: the members guards read are never read two ways.
+    #[test]
+    fn params_with_duplicated_members_are_refused() {
+        for bad in [
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","name":"evil"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","n\u0061me":"evil"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"a","uri":"b"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"arguments":{},"arguments":{}}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"x","params":{"_meta":{},"_meta":{}}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"x","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/protocolVersion":"2025-11-25"}}}"#,
+            r#"{"jsonrpc":"2.0","method":"n","params":{"_meta":{"progressToken":1,"progressToken":2}}}"#,
+        ] {
+            let m = Message::parse(bad.as_bytes()).unwrap();
+            assert_eq!(
+                m.params_view().err(),
+                Some(ProtoError::Invalid(
+                    "a member of \"params\" Warden reads is duplicated"
+                )),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

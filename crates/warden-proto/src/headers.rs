@@ -7,8 +7,10 @@ use std::borrow::Cow;
 
 use base64::Engine;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::envelope::{Message, Params};
+use crate::strict;
 
 /// The request headers these rules read; values as received (trimmed here).
 #[derive(Debug, Default, Clone, Copy)]
@@ -210,20 +212,36 @@ fn collect(
     Ok(())
 }
 
-/// Check `Mcp-Param-{Name}` headers against the call's `arguments` for the tool's annotations.
-/// `header` looks a header up case-insensitively by its full name.
+/// The argument at `path` of `arguments`, read strictly: a duplicate key on the way is an error
+/// (two readers could pick two values). `Ok(None)`: absent.
+fn argument<'a>(
+    arguments: Option<&'a RawValue>,
+    path: &[String],
+) -> Result<Option<&'a RawValue>, String> {
+    let mut at = arguments;
+    for key in path {
+        let Some(obj) = at else { return Ok(None) };
+        at = strict::member(obj, key).map_err(|e| e.0)?;
+    }
+    Ok(at)
+}
+
+/// Check `Mcp-Param-{Name}` headers against the call's raw `arguments` for the tool's
+/// annotations. `header` looks a header up case-insensitively by its full name. Values are
+/// compared by the body's JSON type: strings after decoding (a lone surrogate is a mismatch),
+/// booleans as `true`/`false`, numbers exactly as decimals (`42` equals `42.0`; no `f64`
+/// rounding). Call [`strict::readable`] on the arguments first: this reads only the annotated
+/// paths.
 pub fn check_params<'h>(
     specs: &[ParamHeader],
-    arguments: Option<&Value>,
+    arguments: Option<&RawValue>,
     header: impl Fn(&str) -> Option<&'h str>,
 ) -> Result<(), HeaderMismatch> {
     for spec in specs {
         let hname = format!("Mcp-Param-{}", spec.name);
-        let mut body = arguments;
-        for key in &spec.path {
-            body = body.and_then(|v| v.get(key));
-        }
-        let body = body.filter(|v| !v.is_null());
+        let body = argument(arguments, &spec.path)
+            .map_err(|e| mismatch(&hname, format!("the arguments cannot be read: {e}")))?
+            .filter(|v| v.get() != "null");
         match (header(&hname).map(ows), body) {
             (None, None) => {}
             (None, Some(_)) => {
@@ -240,14 +258,15 @@ pub fn check_params<'h>(
             }
             (Some(h), Some(b)) => {
                 let decoded = decode_value(h).map_err(|d| mismatch(&hname, d))?;
-                let equal = match b {
-                    Value::String(s) => decoded == s.as_str(),
-                    Value::Bool(v) => decoded == if *v { "true" } else { "false" },
-                    Value::Number(n) => decoded
-                        .parse::<f64>()
-                        .ok()
-                        .zip(n.as_f64())
-                        .is_some_and(|(x, y)| x == y),
+                let text = b.get();
+                let equal = match text.as_bytes().first() {
+                    Some(b'"') => {
+                        serde_json::from_str::<String>(text)
+                            .map_err(|_| mismatch(&hname, "the body value is not a valid string"))?
+                            == decoded.as_ref()
+                    }
+                    Some(b't' | b'f') => decoded == text,
+                    Some(b'-' | b'0'..=b'9') => strict::same_number(text, &decoded),
                     _ => false,
                 };
                 if !equal {
@@ -257,6 +276,41 @@ pub fn check_params<'h>(
         }
     }
     Ok(())
+}
+
+/// A header value for `v` per SEP-2243's value encoding: as is when it is plain visible ASCII
+/// (inner spaces allowed) that does not look like the sentinel, else `=?base64?…?=`.
+pub fn encode_value(v: &str) -> String {
+    let b = v.as_bytes();
+    let plain = !b.is_empty()
+        && b.iter()
+            .all(|c| *c == b' ' || *c == b'\t' || (0x21..=0x7e).contains(c))
+        && !matches!(b.first(), Some(b' ' | b'\t'))
+        && !matches!(b.last(), Some(b' ' | b'\t'))
+        && (!v.starts_with("=?base64?") || !v.ends_with("?="));
+    if plain {
+        v.to_owned()
+    } else {
+        format!(
+            "=?base64?{}?=",
+            base64::engine::general_purpose::STANDARD.encode(b)
+        )
+    }
+}
+
+/// The `Mcp-Name` to send upstream when Warden renamed the body's name from `exposed` (what the
+/// client called) to `original` (what the upstream calls it): the client's header must name
+/// `exposed` (else it is a mismatch, never laundered into agreement), and the upstream gets
+/// `original`, encoded.
+pub fn renamed_name(header: &str, exposed: &str, original: &str) -> Result<String, HeaderMismatch> {
+    let decoded = decode_value(ows(header)).map_err(|d| mismatch("Mcp-Name", d))?;
+    if decoded != exposed {
+        return Err(mismatch(
+            "Mcp-Name",
+            "header does not match the name the body calls",
+        ));
+    }
+    Ok(encode_value(original))
 }
 
 #[cfg(test)]
@@ -332,7 +386,7 @@ mod tests {
             "q":{"type":"string"}}});
         let specs = param_headers(&schema, 16).unwrap();
         assert_eq!(specs.len(), 2);
-        let args = json!({"region":"us-west1","n":42,"q":"x"});
+        let args = raw(r#"{"region":"us-west1","n":42,"q":"x"}"#);
         let hdr = |h: &str| match h {
             "Mcp-Param-Region" => Some("us-west1"),
             "Mcp-Param-N" => Some("42.0"),
@@ -347,7 +401,79 @@ mod tests {
         assert!(check_params(&specs, Some(&args), spoof).is_err());
         let missing = |h: &str| if h == "Mcp-Param-N" { Some("42") } else { None };
         assert!(check_params(&specs, Some(&args), missing).is_err());
-        assert_eq!(check_params(&specs, Some(&json!({})), |_| None), Ok(()));
+        assert_eq!(check_params(&specs, Some(&raw("{}")), |_| None), Ok(()));
+        assert_eq!(check_params(&specs, None, |_| None), Ok(()));
+    }
+
+    fn raw(s: &str) -> Box<RawValue> {
+        RawValue::from_string(s.to_owned()).unwrap()
+    }
+
+    /// #13 item 5 (b, c) and item 14: integers compare exactly, a duplicated annotated argument
+    /// or an unreadable string is a mismatch, never "no value".
+    #[test]
+    fn param_values_are_read_strictly() {
+        let schema = json!({"type":"object","properties":{
+            "n":{"type":"integer","x-mcp-header":"N"},
+            "o":{"type":"object","properties":{"r":{"type":"string","x-mcp-header":"R"}}}}});
+        let specs = param_headers(&schema, 16).unwrap();
+        let n = |v: &'static str| move |h: &str| (h == "Mcp-Param-N").then_some(v);
+        let big = raw(r#"{"n":9007199254740993}"#);
+        assert!(check_params(&specs, Some(&big), n("9007199254740992")).is_err());
+        assert_eq!(
+            check_params(&specs, Some(&big), n("9007199254740993")),
+            Ok(())
+        );
+        assert_eq!(
+            check_params(&specs, Some(&raw(r#"{"n":4.2e1}"#)), n("42")),
+            Ok(())
+        );
+        assert!(check_params(&specs, Some(&raw(r#"{"n":"42"}"#)), n("43")).is_err());
+        // Two values for the annotated argument: refused whichever the header names.
+        let dup = raw(r#"{"n":1,"n":2}"#);
+        assert!(check_params(&specs, Some(&dup), n("1")).is_err());
+        assert!(check_params(&specs, Some(&dup), n("2")).is_err());
+        let nested_dup = raw(r#"{"o":{"r":"us","r":"eu"}}"#);
+        let r = |h: &str| (h == "Mcp-Param-R").then_some("us");
+        assert!(check_params(&specs, Some(&nested_dup), r).is_err());
+        assert_eq!(
+            check_params(&specs, Some(&raw(r#"{"o":{"r":"us"}}"#)), r),
+            Ok(())
+        );
+        let lone = raw(r#"{"o":{"r":"\ud800"}}"#);
+        assert!(check_params(&specs, Some(&lone), r).is_err());
+        // A null is no value: no header expected.
+        assert_eq!(
+            check_params(&specs, Some(&raw(r#"{"n":null}"#)), |_| None),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn values_encode_and_renamed_names_must_agree() {
+        assert_eq!(encode_value("get_weather"), "get_weather");
+        assert_eq!(encode_value("a b"), "a b");
+        for v in [
+            " padded ",
+            "Hello, 世界",
+            "line1\nline2",
+            "=?base64?literal?=",
+            "",
+        ] {
+            let e = encode_value(v);
+            assert!(e.starts_with("=?base64?"), "{v:?} -> {e}");
+            assert_eq!(decode_value(&e).unwrap(), v);
+        }
+        assert_eq!(
+            renamed_name(" a_echo ", "a_echo", "echo"),
+            Ok("echo".into())
+        );
+        assert_eq!(
+            renamed_name("=?base64?YV9lY2hv?=", "a_echo", "é"),
+            Ok(encode_value("é"))
+        );
+        assert!(renamed_name("echo", "a_echo", "echo").is_err());
+        assert!(renamed_name("b_echo", "a_echo", "echo").is_err());
     }
 
     #[test]

@@ -284,16 +284,18 @@ fn stateless_header_body_mismatches_are_refused() {
     );
     assert_eq!(ok.status, 200, "{}", ok.text());
     // Before relaying it, Warden asked the upstream once (server/discover) whether it speaks
-    // 2026-07-28; the answer is remembered, so no refusal below triggers another probe.
+    // 2026-07-28, and listed its tools (no list had shown `echo`'s x-mcp-header annotations
+    // yet, #13 item 5a); both are remembered, so no refusal below triggers another.
     let seen = a.up.requests();
     assert!(
-        seen.len() == 2
+        seen.len() == 3
             && contains(&seen[0].body, br#""method":"server/discover""#)
-            && contains(&seen[1].body, br#""name":"echo""#),
-        "one probe, then the request: {:?}",
+            && contains(&seen[1].body, br#""method":"tools/list""#)
+            && contains(&seen[2].body, br#""name":"echo""#),
+        "one probe, one list, then the request: {:?}",
         a.up.bodies()
     );
-    a.allowed_upstream += 2;
+    a.allowed_upstream += 3;
     a.assert_upstream_count("stateless control request");
 
     // Mcp-Name names another tool than the body (the body tool is the marker).
@@ -325,6 +327,7 @@ fn stateless_header_body_mismatches_are_refused() {
     a.refused(
         "dupname-1",
         &r,
+        // Refused at the envelope for every path and generation (#13 item 14), id echoed.
         expect(400, -32600, "duplicate_key", "P1.1").id(json!(13)),
     );
     // Missing Mcp-Name, missing Mcp-Method, Mcp-Method of another case.

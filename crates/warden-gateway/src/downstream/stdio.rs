@@ -156,7 +156,7 @@ pub async fn wrap_io(
                 && reader_sess.waiters.take_answer(&m)
             {
                 let mut ctx = reader_gw.stdio_ctx();
-                exchange::describe(&mut ctx, &m);
+                let _ = exchange::describe(&mut ctx, &m);
                 reader_gw.audit_done(
                     &ctx,
                     warden_audit::Decision::Allow,

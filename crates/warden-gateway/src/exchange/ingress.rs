@@ -10,6 +10,7 @@ use bytes::Bytes;
 use http::HeaderMap;
 use warden_audit::Decision;
 use warden_guard::{Ctx, Refusal, Route};
+use warden_proto::envelope::Params;
 use warden_proto::error::code;
 use warden_proto::limits::LimitError;
 use warden_proto::{Generation, Kind, Message, ProtocolVersion, envelope};
@@ -115,8 +116,16 @@ fn session_version(headers: &HeaderMap) -> Result<ProtocolVersion, Refusal> {
     }
 }
 
+/// What a message's body declares of its version: `Some(_)` when `_meta` has a protocol version
+/// (`Some(None)`: one that is not a string), read once from the parse [`describe`] made.
+fn declared(params: &Params<'_>) -> Option<Option<String>> {
+    let meta = params.meta.as_ref()?;
+    meta.protocol_version?;
+    Some(meta.protocol_version_str())
+}
+
 /// Does this session-less message belong to the stateless generation?
-fn is_stateless(headers: &HeaderMap, msg: &Message<'_>) -> bool {
+fn is_stateless(headers: &HeaderMap, declared: Option<&Option<String>>) -> bool {
     let header = headers
         .get("mcp-protocol-version")
         .and_then(|v| v.to_str().ok())
@@ -124,14 +133,58 @@ fn is_stateless(headers: &HeaderMap, msg: &Message<'_>) -> bool {
     if header.map(ProtocolVersion::generation) == Some(Generation::Stateless) {
         return true;
     }
-    declares_stateless(msg)
+    declared.is_some()
 }
 
-fn declares_stateless(msg: &Message<'_>) -> bool {
-    msg.params_view()
-        .ok()
-        .and_then(|p| p.meta)
-        .is_some_and(|m| m.protocol_version.is_some())
+/// Does a message that carries `Mcp-Session-Id` name a version of the stateless generation (its
+/// header or its `_meta`)? Then it is a stateless message (a dual-era server serves a request
+/// with modern `_meta` statelessly; 2026-07-28 ignores `Mcp-Session-Id`), and meets every rule
+/// of that generation (#13 item 7).
+fn names_stateless_version(headers: &HeaderMap, body_version: Option<&str>) -> bool {
+    let stateless = |v: Option<&str>| {
+        v.and_then(|v| ProtocolVersion::parse(v.trim()))
+            .is_some_and(|v| v.generation() == Generation::Stateless)
+    };
+    stateless(
+        headers
+            .get("mcp-protocol-version")
+            .and_then(|v| v.to_str().ok()),
+    ) || stateless(body_version)
+}
+
+/// The session-based rule of a session's version (E9, #13 item 7): a request of the session
+/// names the version the session negotiated, in `MCP-Protocol-Version` (absent: the negotiated
+/// one is in force) and in a `_meta` version if it has one. `Ok`: the version in force.
+fn in_session_version(
+    header: ProtocolVersion,
+    header_present: bool,
+    negotiated: Option<ProtocolVersion>,
+    body: Option<&str>,
+) -> Result<ProtocolVersion, Refusal> {
+    let Some(n) = negotiated else {
+        return Ok(header);
+    };
+    let mismatch = |what: &str, got: &str| {
+        Refusal::new(
+            400,
+            code::INVALID_REQUEST,
+            "protocol_version_mismatch",
+            "P3.4",
+            format!(
+                "Bad Request: {what} '{got}' is not the version this session negotiated ({})",
+                n.as_str()
+            ),
+            "send the protocolVersion initialize returned, in MCP-Protocol-Version on every request of the session",
+        )
+        .with_data("negotiated", n.as_str().into())
+    };
+    if header_present && header != n {
+        return Err(mismatch("MCP-Protocol-Version", header.as_str()));
+    }
+    if let Some(b) = body.filter(|b| *b != n.as_str()) {
+        return Err(mismatch("_meta protocolVersion", b));
+    }
+    Ok(n)
 }
 
 /// A POSTed message (its body read within the limits by the front end).
@@ -146,7 +199,12 @@ pub async fn post(
         Ok(m) => m,
         Err((r, id)) => return refuse(&gw, &ctx, r, id.as_deref()),
     };
-    describe(&mut ctx, &msg);
+    let params = match describe(&mut ctx, &msg) {
+        Ok(p) => p,
+        Err(r) => return refuse(&gw, &ctx, r, msg.id()),
+    };
+    let declared = declared(&params);
+    let body_version = declared.clone().flatten();
     ctx.headers = Some(headers.clone());
     let session_header = headers
         .get("mcp-session-id")
@@ -156,8 +214,13 @@ pub async fn post(
     let mut session: Option<Arc<SessionState>> = None;
     let mut new_session: Option<String> = None;
     // An `initialize` that declares the stateless generation (header or `_meta`) is a 2026-07-28
-    // request for a removed method, not the start of a session.
-    let modern = session_header.is_none() && is_stateless(&headers, &msg);
+    // request for a removed method, not the start of a session. With `Mcp-Session-Id`, a message
+    // that names a stateless version is stateless all the same: the session id is ignored and
+    // every rule of that generation applies.
+    let modern = match session_header {
+        None => is_stateless(&headers, declared.as_ref()),
+        Some(_) => names_stateless_version(&headers, body_version.as_deref()),
+    };
     if msg.method() == Some("initialize") && !modern {
         if session_header.is_some() {
             let r = bad(
@@ -199,18 +262,26 @@ pub async fn post(
                 return refuse(&gw, &ctx, r, msg.id());
             }
         }
-    } else if let Some(sid) = &session_header {
+    } else if let (Some(sid), false) = (&session_header, modern) {
         ctx.generation = Some(Generation::Session);
         ctx.session = Some(fingerprint(sid));
-        match session_version(&headers) {
+        let header = match session_version(&headers) {
+            Ok(v) => v,
+            Err(r) => return refuse(&gw, &ctx, r, msg.id()),
+        };
+        ctx.version = Some(header);
+        let s = match gw.sessions.get(&owner_of(&ctx), sid) {
+            Ok(s) => s,
+            // The audit trail keeps the fingerprint of the id that was tried.
+            Err(_) => return refuse(&gw, &ctx, session_not_found(), msg.id()),
+        };
+        let negotiated = *s.version.lock().unwrap_or_else(|p| p.into_inner());
+        let present = headers.contains_key("mcp-protocol-version");
+        match in_session_version(header, present, negotiated, body_version.as_deref()) {
             Ok(v) => ctx.version = Some(v),
             Err(r) => return refuse(&gw, &ctx, r, msg.id()),
         }
-        match gw.sessions.get(&owner_of(&ctx), sid) {
-            Ok(s) => session = Some(s),
-            // The audit trail keeps the fingerprint of the id that was tried.
-            Err(_) => return refuse(&gw, &ctx, session_not_found(), msg.id()),
-        }
+        session = Some(s);
     } else if modern {
         ctx.generation = Some(Generation::Stateless);
         ctx.version = Some(ProtocolVersion::V2026_07_28);
@@ -278,15 +349,16 @@ pub async fn line(
         Ok(m) => m,
         Err((r, id)) => return refuse(&gw, &ctx, r, id.as_deref()),
     };
-    describe(&mut ctx, &msg);
+    let declares = match describe(&mut ctx, &msg) {
+        Ok(p) => declared(&p).is_some(),
+        Err(r) => return refuse(&gw, &ctx, r, msg.id()),
+    };
     ctx.session = Some(session.fingerprint.clone());
-    ctx.generation = Some(
-        if declares_stateless(&msg) && msg.method() != Some("initialize") {
-            Generation::Stateless
-        } else {
-            Generation::Session
-        },
-    );
+    ctx.generation = Some(if declares && msg.method() != Some("initialize") {
+        Generation::Stateless
+    } else {
+        Generation::Session
+    });
     let inc = Incoming {
         raw: &raw,
         msg: &msg,
@@ -345,10 +417,14 @@ fn session_of(
     };
     ctx.session = Some(fingerprint(&sid));
     ctx.generation = Some(Generation::Session);
+    let header = session_version(headers)?;
     let s = gw
         .sessions
         .get(&owner_of(ctx), &sid)
         .map_err(|_| session_not_found())?;
+    let negotiated = *s.version.lock().unwrap_or_else(|p| p.into_inner());
+    let present = headers.contains_key("mcp-protocol-version");
+    ctx.version = Some(in_session_version(header, present, negotiated, None)?);
     Ok((sid, s))
 }
 

@@ -2,7 +2,9 @@
 //! `tools/list`, `prompts/list`, `resources/list` or `resources/templates/list` result meets the
 //! guards (bottom-up) with its upstream, original and exposed name. Kept items stay their
 //! original bytes; the answer is spliced from the original message only when a guard dropped or
-//! replaced an item, so a guard never re-splices a list by hand.
+//! replaced an item, so a guard never re-splices a list by hand. An item with a duplicated
+//! member (two `name`s: the guards and the client could read two tools) is withheld before any
+//! guard sees it (`list_item_ambiguous`, #13 item 14).
 
 use std::collections::HashMap;
 
@@ -10,7 +12,7 @@ use bytes::Bytes;
 use serde_json::value::RawValue;
 use warden_audit::Decision;
 use warden_guard::{Ctx, ItemVerdict, ListItem, ListKind, Refusal};
-use warden_proto::{Message, envelope::span_in, splice};
+use warden_proto::{Message, envelope::span_in, splice, strict};
 
 use crate::gateway::Gateway;
 
@@ -56,7 +58,17 @@ pub async fn filter(
     let mut out: Vec<std::borrow::Cow<'_, str>> = Vec::with_capacity(items.len());
     let mut changed = false;
     for item in &items {
-        let original = name_of(item, kind).unwrap_or_default();
+        let Ok(original) = strict_name_of(item, kind) else {
+            changed = true;
+            let mut ev = ctx.event("list.item_withheld", Decision::Deny);
+            ev.upstream = Some(route.upstream.clone());
+            ev.reason = Some("list_item_ambiguous".into());
+            ev.control = Some("P1.1");
+            ev.hint = Some("a list item with a duplicated member was withheld".into());
+            gw.audit.emit(ev);
+            continue;
+        };
+        let original = original.unwrap_or_default();
         let exposed = exposed(gw, route.index, &original, kind);
         let li = ListItem {
             kind,
@@ -100,6 +112,18 @@ pub async fn filter(
         .map(Bytes::from)
         .map(Some)
         .map_err(|_| Refusal::internal())
+}
+
+/// The item's name (or URI) member, if it is a string; `Err` when a member of the item is
+/// duplicated.
+fn strict_name_of(item: &RawValue, kind: ListKind) -> Result<Option<String>, ()> {
+    let Some(members) = strict::members(item).map_err(|_| ())? else {
+        return Ok(None);
+    };
+    Ok(members
+        .iter()
+        .find(|(k, _)| k == kind.name_field())
+        .and_then(|(_, v)| serde_json::from_str(v.get()).ok()))
 }
 
 /// The item's name (or URI) member, if it is a string.

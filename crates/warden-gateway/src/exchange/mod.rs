@@ -10,12 +10,14 @@
 //!
 //! * [`route`] decides where a message goes before any guard runs, so guards see the upstream
 //!   and the original name (`ctx.route`) and the very bytes that will be forwarded; a name the
-//!   session's catalog does not know yet is looked up by asking the lists first (`fill`).
+//!   session's catalog does not know yet is looked up by asking the lists first (`fill`);
+//!   `rename` renames `Mcp-Name` with the body, so they see the very headers too.
 //! * [`relay`] puts every server→client message (a JSON body, each SSE frame, each stdio line)
 //!   through the guards; [`fanout`] does the same for each part of a fanned-out answer before
 //!   [`merge`] joins them; [`lists`] applies the `list_item` hook on every path.
 //! * [`client_link`] lets a guard send the client a request of Warden's own and await the
-//!   answer; [`answer`] is what the front ends write.
+//!   answer; [`upstream_link`] lets it list the routed upstream as Warden (tool definitions it
+//!   must know to check a call); [`answer`] is what the front ends write.
 //! * A session-less `notifications/cancelled` goes to [`cancel`]: it may name only the sender's
 //!   own open requests.
 //!
@@ -32,7 +34,9 @@ mod ingress;
 pub mod lists;
 pub mod merge;
 pub mod relay;
+mod rename;
 pub mod route;
+pub mod upstream_link;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -75,15 +79,34 @@ pub fn owner_of(ctx: &Ctx) -> Owner {
     }
 }
 
-/// Fill the context from a parsed message: method and the name it is about.
-pub fn describe(ctx: &mut Ctx, msg: &Message<'_>) {
+/// Fill the context from a parsed message: method and the name it is about; the parse of
+/// `params` is handed back for the caller's reading (no second parse). A request or
+/// notification whose `params` could be read two ways by the guards and the upstream (a
+/// duplicated `name`, `uri`, `arguments` or `_meta` member or `_meta` protocol field, a field of
+/// the wrong type) is refused here, on every path and in both generations (#13 item 14).
+pub fn describe<'m>(
+    ctx: &mut Ctx,
+    msg: &Message<'m>,
+) -> Result<warden_proto::envelope::Params<'m>, Refusal> {
     ctx.method = msg.method().map(crate::metrics::method_name);
-    if let Ok(p) = msg.params_view() {
-        ctx.tool = p
-            .name
-            .as_deref()
-            .or(p.uri.as_deref())
-            .map(|s| crate::gateway::truncate_shared(s, 256));
+    match msg.params_view() {
+        Ok(p) => {
+            ctx.tool = p
+                .name
+                .as_deref()
+                .or(p.uri.as_deref())
+                .map(|s| crate::gateway::truncate_shared(s, 256));
+            Ok(p)
+        }
+        Err(e) if matches!(msg.kind(), Kind::Request | Kind::Notification) => Err(Refusal::new(
+            400,
+            warden_proto::error::code::INVALID_PARAMS,
+            "invalid_params",
+            "P1.1",
+            format!("Invalid params: {e}"),
+            "send params with each member once, name and uri as strings and _meta as an object",
+        )),
+        Err(_) => Ok(Default::default()),
     }
 }
 
@@ -244,7 +267,17 @@ async fn one(
 ) -> Answered {
     let idx = route.index;
     ctx.route = Some(route);
+    if ctx.generation == Some(Generation::Stateless) && msg.kind() == Kind::Request {
+        let link_ctx = ctx.clone();
+        ctx.upstream_channel = Some(Arc::new(upstream_link::UpstreamLink {
+            gw: gw.clone(),
+            idx,
+            ctx: link_ctx,
+        }));
+    }
     // The guards see the bytes that will be forwarded: with the upstream's own name spliced in.
+    let client_msg = msg;
+    let was_rewritten = rewritten.is_some();
     let (bytes, reparsed);
     let msg = match rewritten {
         None => {
@@ -260,6 +293,26 @@ async fn one(
                 }
                 Err(_) => return refuse(gw, &ctx, Refusal::internal(), msg.id()),
             }
+        }
+    };
+    // And the headers that will be forwarded: a name the route renamed in the body is renamed
+    // in `Mcp-Name` too (#13 item 17), so guards and upstream see one name.
+    let stateless = ctx.generation == Some(Generation::Stateless);
+    let renamed;
+    let rename = match was_rewritten {
+        true => rename::renamed_headers(headers, client_msg, msg, stateless),
+        false => Ok(None),
+    };
+    let headers = match rename {
+        Ok(None) => headers,
+        Ok(Some(h)) => {
+            renamed = Arc::new(h);
+            ctx.headers = Some(renamed.clone());
+            &renamed
+        }
+        Err(r) => {
+            ending.now().await;
+            return refuse(gw, &ctx, r, msg.id());
         }
     };
     let cleared = match clear(gw, &mut ctx, &bytes, msg, &ending).await {

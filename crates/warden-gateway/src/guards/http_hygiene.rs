@@ -17,10 +17,18 @@
 //!   connection-specific header (the stream is reset). `crates/warden/tests/hardening_http.rs`
 //!   pins that behaviour.
 //!
-//! Cost per request: three header-map lookups.
+//! * An MCP header sent more than once (`header_repeated`, 400 / -32020 like every other
+//!   `Mcp-*` header refusal): `MCP-Protocol-Version`, `Mcp-Method`, `Mcp-Name`, `Mcp-Param-*`,
+//!   `Mcp-Session-Id` (every `mcp-` name) and `Last-Event-ID`. Warden checks one value, the
+//!   upstream may read the last or a join of all (#13 item 6).
+//!
+//! Cost per request: three header-map lookups, and a walk over the header names only when some
+//! header is repeated (`HeaderMap::len` counts values, `keys_len` names).
 
+use http::HeaderMap;
 use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use warden_proto::error::code;
+use warden_proto::headers::HeaderMismatch;
 
 use warden_guard::{Check, Ctx, Guard, HttpFacts, Refusal, Verdict};
 
@@ -47,6 +55,17 @@ impl Guard for HttpHygiene {
     }
 }
 
+/// The first MCP header (or `Last-Event-ID`) that has more than one value.
+fn repeated(headers: &HeaderMap) -> Option<&http::HeaderName> {
+    if headers.len() == headers.keys_len() {
+        return None;
+    }
+    headers.keys().find(|k| {
+        (k.as_str().starts_with("mcp-") || k.as_str() == "last-event-id")
+            && headers.get_all(*k).iter().nth(1).is_some()
+    })
+}
+
 fn judge(req: &HttpFacts<'_>) -> Verdict {
     let mut hosts = req.headers.get_all(HOST).iter();
     let host = hosts.next();
@@ -65,6 +84,16 @@ fn judge(req: &HttpFacts<'_>) -> Verdict {
             "Host header differs from the request authority",
             "send a Host header equal to the request's authority (HTTP/2 :authority, or the host of an absolute-form target), or leave it out",
         );
+    }
+    if let Some(name) = repeated(req.headers) {
+        let mut r = Refusal::header_mismatch(&HeaderMismatch {
+            header: name.as_str().to_owned(),
+            detail: "sent more than once".into(),
+        });
+        r.reason = "header_repeated";
+        r.control = "P1.1";
+        r.hint = "send each MCP header once".into();
+        return Verdict::Deny(r);
     }
     if req.headers.contains_key(TRANSFER_ENCODING) && req.headers.contains_key(CONTENT_LENGTH) {
         return bad(
@@ -122,6 +151,62 @@ mod tests {
         );
         assert_eq!(
             reason(check(&[("host", "a"), ("content-length", "2")], None)),
+            None
+        );
+    }
+
+    /// #13 item 6: a repeated MCP header is refused, whatever its case or values.
+    #[test]
+    fn repeated_mcp_headers_are_refused() {
+        for (a, b) in [
+            ("mcp-name", "mcp-name"),
+            ("mcp-method", "Mcp-Method"),
+            ("mcp-protocol-version", "MCP-PROTOCOL-VERSION"),
+            ("mcp-param-region", "Mcp-Param-Region"),
+            ("mcp-session-id", "mcp-session-id"),
+            ("last-event-id", "last-event-id"),
+        ] {
+            let mut map = HeaderMap::new();
+            map.append("host", HeaderValue::from_static("a"));
+            map.append("accept", HeaderValue::from_static("x"));
+            map.append("accept", HeaderValue::from_static("y"));
+            map.append(
+                http::HeaderName::from_bytes(a.as_bytes()).unwrap(),
+                HeaderValue::from_static("one"),
+            );
+            map.append(
+                http::HeaderName::from_bytes(b.as_bytes()).unwrap(),
+                HeaderValue::from_static("one"),
+            );
+            let facts = HttpFacts {
+                method: &Method::POST,
+                path: "/mcp",
+                authority: None,
+                headers: &map,
+            };
+            match judge(&facts) {
+                Verdict::Deny(r) => {
+                    assert_eq!(
+                        (r.status, r.rpc_code, r.reason, r.control),
+                        (400, -32020, "header_repeated", "P1.1"),
+                        "{a}"
+                    );
+                    assert_eq!(r.data.unwrap()["header"], a);
+                }
+                other => panic!("{a}: {other:?}"),
+            }
+        }
+        // Other repeated headers are HTTP's business.
+        assert_eq!(
+            reason(check(
+                &[
+                    ("host", "a"),
+                    ("accept", "x"),
+                    ("accept", "y"),
+                    ("mcp-name", "n")
+                ],
+                None
+            )),
             None
         );
     }

@@ -371,6 +371,18 @@ pub struct Env {
     pub sid: String,
 }
 
+/// A request Warden sent on its own (the `server/discover` probe, a guard's own `tools/list`),
+/// not one it relayed: its id is Warden's (`warden-…`).
+pub fn is_own(r: &Recorded) -> bool {
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+    v["id"].as_str().is_some_and(|id| id.starts_with("warden-"))
+}
+
+/// What the upstream received from clients, in order (Warden's own requests left out).
+pub fn relayed(up: &Recorder) -> Vec<Recorded> {
+    up.requests().into_iter().filter(|r| !is_own(r)).collect()
+}
+
 pub fn start() -> Env {
     let slot = Arc::new(Mutex::new(Canned2 {
         session: true,
@@ -384,6 +396,13 @@ pub fn start() -> Env {
         if v["method"] == "server/discover" {
             let found = serde_json::json!({"jsonrpc": "2.0", "id": v["id"], "result": {}});
             return Canned::json(found.to_string());
+        }
+        // Warden's own tools/list before a stateless call to a tool it has not seen (#13 item
+        // 5a): no tools, so nothing is checked and the call passes as it is.
+        if is_own(r) {
+            let none =
+                serde_json::json!({"jsonrpc": "2.0", "id": v["id"], "result": {"tools": []}});
+            return Canned::json(none.to_string());
         }
         let a = script_slot
             .lock()
