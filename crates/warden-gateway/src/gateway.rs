@@ -83,6 +83,8 @@ pub struct Gateway {
     pub catalog: Mutex<crate::catalog::Catalog>,
     /// Where guards keep per-session state.
     pub store: Arc<dyn SessionStore>,
+    /// Seals the SSE event ids clients get, so that only their own session can resume with them.
+    pub event_ids: crate::event_ids::EventIds,
     request_seq: AtomicU64,
     hook: EventHook,
     stdio_label: Arc<str>,
@@ -132,7 +134,10 @@ impl Gateway {
             max_bytes: cfg.limits.max_body_bytes,
             max_depth: cfg.limits.max_json_depth,
         };
+        let event_ids = crate::event_ids::EventIds::new()
+            .map_err(|e| UpstreamError::Invalid(format!("no randomness for event ids: {e}")))?;
         Ok(Arc::new(Self {
+            event_ids,
             pipeline: build(&cfg, &env),
             sessions: Sessions::new(cfg.sessions.clone()),
             cfg: Arc::new(cfg),

@@ -155,6 +155,19 @@ pub fn tag_reply(idx: usize, reply: Reply) -> Reply {
                 wire_id,
             }
         }
+        Reply::Lines {
+            status,
+            content_type,
+            frames,
+        } => {
+            let (tx, rx) = mpsc::channel(64);
+            tagged(idx, frames, tx);
+            Reply::Lines {
+                status,
+                content_type,
+                frames: rx,
+            }
+        }
         other => other,
     }
 }
@@ -171,7 +184,9 @@ pub async fn listen(
     for idx in (0..gw.upstreams.len()).filter(|i| live(s, *i)) {
         if let Ok((reply, _)) = gw.forward(idx, s, headers, msg, cleared).await {
             match reply {
-                Reply::Stream { frames, .. } => tagged(idx, frames, tx.clone()),
+                Reply::Stream { frames, .. } | Reply::Lines { frames, .. } => {
+                    tagged(idx, frames, tx.clone())
+                }
                 Reply::Body { body, .. } => {
                     let _ = tx.try_send(Ok(Frame::message(body)));
                 }

@@ -12,7 +12,9 @@
 //!   and the original name (`ctx.route`) and the very bytes that will be forwarded.
 //! * [`relay`] puts every server→client message (a JSON body, each SSE frame, each stdio line)
 //!   through the guards; [`fanout`] does the same for each part of a fanned-out answer before
-//!   [`merge`] joins them; [`lists`] applies the `list_item` hook on every path.
+//!   [`merge`] joins them; [`lists`] applies the `list_item` hook on every path. Inside a session
+//!   event ids go out bound to it, and a `Last-Event-ID` comes back in only if it is one of them
+//!   (`resume.rs`, `event_ids.rs`).
 //! * [`client_link`] lets a guard send the client a request of Warden's own and await the
 //!   answer; [`answer`] is what the front ends write.
 //!
@@ -26,6 +28,7 @@ mod ingress;
 pub mod lists;
 pub mod merge;
 pub mod relay;
+mod resume;
 pub mod route;
 
 use std::sync::Arc;
