@@ -94,7 +94,8 @@ pub struct LimitsConfig {
     pub max_body_bytes: usize,
     /// Deepest JSON nesting accepted.
     pub max_json_depth: usize,
-    /// Largest single message from an upstream (SSE event, stdio line or JSON body).
+    /// Largest single message from an upstream (SSE event, stdio line, JSON body, or one message
+    /// of a streamed JSON body: the limit applies to each message, not to the stream).
     pub max_upstream_message_bytes: usize,
     /// stdio server processes Warden runs at once, whoever they are for (P4.3): one per
     /// downstream session and stdio upstream (started on the session's first message), plus the

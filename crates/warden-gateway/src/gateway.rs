@@ -91,6 +91,8 @@ pub struct Gateway {
     pub store: Arc<dyn SessionStore>,
     /// Calls not yet given their final audit event.
     pub in_flight: crate::in_flight::InFlight,
+    /// Seals the SSE event ids clients get, so that only their own session can resume with them.
+    pub event_ids: crate::event_ids::EventIds,
     request_seq: AtomicU64,
     hook: EventHook,
     stdio_label: Arc<str>,
@@ -149,10 +151,13 @@ impl Gateway {
             max_bytes: cfg.limits.max_body_bytes,
             max_depth: cfg.limits.max_json_depth,
         };
+        let event_ids = crate::event_ids::EventIds::new()
+            .map_err(|e| UpstreamError::Invalid(format!("no randomness for event ids: {e}")))?;
         Ok(Arc::new(Self {
             by_prefix: crate::catalog::partitioned(
                 cfg.upstreams.iter().map(|u| u.prefix.as_deref()),
             ),
+            event_ids,
             pipeline: build(&cfg, &env),
             sessions: Sessions::new(cfg.sessions.clone()),
             cfg: Arc::new(cfg),

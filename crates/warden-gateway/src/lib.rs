@@ -14,6 +14,7 @@
 pub mod admin;
 pub mod catalog;
 pub mod downstream;
+pub mod event_ids;
 pub mod event_log;
 pub mod exchange;
 pub mod gateway;

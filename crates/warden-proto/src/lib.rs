@@ -4,9 +4,9 @@
 //! ([`envelope`]), input limits checked before any parse ([`limits`]), protocol versions and the
 //! generation they belong to ([`version`]), JSON-RPC error bodies with stable reason codes ([`error`]),
 //! the 2026-07-28 `Mcp-Method`/`Mcp-Name`/`Mcp-Param-*` header rules ([`headers`]), SSE framing
-//! ([`sse`]), byte-span edits over the original message ([`splice`]), the rule that no object
-//! repeats a key ([`unique`]) and strict reads of the values decisions depend on: exact numbers
-//! ([`strict`]).
+//! ([`sse`]), streamed JSON bodies split into their messages ([`jsonseq`]), byte-span edits over
+//! the original message ([`splice`]), the rule that no object repeats a key ([`unique`]) and
+//! strict reads of the values decisions depend on: exact numbers ([`strict`]).
 //!
 //! It must not do I/O, hold state between messages, or re-serialise a message it did not edit:
 //! everything a caller does not change passes as the exact input bytes (the lossless-relay rule).
@@ -16,6 +16,7 @@
 pub mod envelope;
 pub mod error;
 pub mod headers;
+pub mod jsonseq;
 pub mod limits;
 pub mod splice;
 pub mod sse;

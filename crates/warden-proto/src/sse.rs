@@ -192,9 +192,70 @@ pub fn encode(
     Bytes::from(out)
 }
 
+/// `raw` (one block as [`SseDecoder`] read it) with `prefix` put in front of the value of the
+/// field that sets its event id (the last `id` line without a NUL), every other byte as it was.
+/// `None` when no such line has a value to prefix.
+pub fn prefix_id(raw: &[u8], prefix: &str) -> Option<Bytes> {
+    let mut at = None;
+    let mut start = 0;
+    while start < raw.len() {
+        let end = raw[start..]
+            .iter()
+            .position(|&b| b == b'\n' || b == b'\r')
+            .map_or(raw.len(), |p| start + p);
+        let line = &raw[start..end];
+        if let Some(rest) = line.strip_prefix(b"id")
+            && !rest.contains(&0)
+        {
+            match rest.strip_prefix(b":") {
+                Some(v) => {
+                    let skip = usize::from(v.first() == Some(&b' '));
+                    at = (v.len() > skip).then_some(start + 3 + skip);
+                }
+                None if rest.is_empty() => at = None,
+                None => {}
+            }
+        }
+        start = end + 1;
+    }
+    let at = at?;
+    let mut out = Vec::with_capacity(raw.len() + prefix.len());
+    out.extend_from_slice(&raw[..at]);
+    out.extend_from_slice(prefix.as_bytes());
+    out.extend_from_slice(&raw[at..]);
+    Some(Bytes::from(out))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prefix_goes_in_front_of_the_effective_id_only() {
+        let p = |raw: &str| {
+            prefix_id(raw.as_bytes(), "M.").map(|b| String::from_utf8(b.to_vec()).unwrap())
+        };
+        assert_eq!(
+            p("id: 7\ndata: x\n\n").as_deref(),
+            Some("id: M.7\ndata: x\n\n")
+        );
+        assert_eq!(
+            p("event: e\r\nid:7\r\n: c\r\n\r\n").as_deref(),
+            Some("event: e\r\nid:M.7\r\n: c\r\n\r\n")
+        );
+        assert_eq!(p("id: 1\nid: 2\n\n").as_deref(), Some("id: 1\nid: M.2\n\n"));
+        assert_eq!(
+            p("id: 1\nid: 2\0\n\n").as_deref(),
+            Some("id: M.1\nid: 2\0\n\n")
+        );
+        assert_eq!(
+            p("id: 1\nidx: 2\n\n").as_deref(),
+            Some("id: M.1\nidx: 2\n\n")
+        );
+        assert_eq!(p("id: 1\nid\n\n"), None, "the id was reset");
+        assert_eq!(p("id: \n\n"), None);
+        assert_eq!(p("data: id: 1\n\n"), None);
+    }
 
     fn decode_all(chunks: &[&[u8]]) -> Vec<SseBlock> {
         let mut d = SseDecoder::new(1 << 16);

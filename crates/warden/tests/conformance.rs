@@ -21,10 +21,17 @@ use support::{
 
 /// Run the suite against `url`; returns the runner's summary.
 fn suite(url: &str, requirements: &str) -> Value {
+    suite_with(url, requirements, &[])
+}
+
+/// [`suite`] with more runner arguments (`--scenario NAME`).
+fn suite_with(url: &str, requirements: &str, extra: &[&str]) -> Value {
     let out = temp_dir("conformance").join("summary.json");
     let status = Command::new(node())
         .arg(node_dir().join("run-conformance.mjs"))
-        .args(["--url", url, "--requirements", requirements, "--out"])
+        .args(["--url", url, "--requirements", requirements])
+        .args(extra)
+        .arg("--out")
         .arg(&out)
         .current_dir(node_dir())
         .stdout(std::process::Stdio::null())
@@ -190,4 +197,39 @@ fn conformance_2025_11_25_direct_vs_through_warden() {
 #[test]
 fn conformance_2026_07_28_direct_vs_through_warden() {
     compare("2026-07-28");
+}
+
+/// #13 item 19 (spec checklist F15): with the fixture answering `subscriptions/listen` as
+/// newline-delimited JSON under `application/json` (`--ndjson-listen`, one line as each message is
+/// written), the `server-stateless` scenario passes as many checks through Warden as directly, and
+/// all of them. Warden used to buffer such a body until the upstream ended it: the acknowledgement
+/// never arrived in the suite's window and the scenario lost its three subscription checks.
+#[test]
+fn conformance_server_stateless_with_an_ndjson_listen_stream() {
+    let (_fixture, fixture_url) =
+        start_fixture_http(&["--ignore-routing-headers", "--ndjson-listen"]);
+    let scenario = ["--scenario", "server-stateless"];
+    let direct = suite_with(
+        &fixture_url.replace("127.0.0.1", "localhost"),
+        "2026-07-28",
+        &scenario,
+    );
+    let over_http = Warden::start(&upstream_http("fixture", &fixture_url, None));
+    let through = suite_with(&over_http.localhost_url(), "2026-07-28", &scenario);
+    let (d, t) = (scenarios(&direct), scenarios(&through));
+    let (dp, tp) = (
+        d.get("server-stateless").map_or(0, |c| c.0),
+        t.get("server-stateless").map_or(0, |c| c.0),
+    );
+    eprintln!("server-stateless with an NDJSON listen stream: direct {d:?}, through Warden {t:?}");
+    assert!(
+        dp > 0 && passes(&direct, "server-stateless"),
+        "control: the fixture passes directly: {}",
+        direct["scenarios"]
+    );
+    assert!(
+        tp >= dp && passes(&through, "server-stateless"),
+        "through Warden {tp} passed vs {dp} directly: {}",
+        through["scenarios"]["server-stateless"]
+    );
 }

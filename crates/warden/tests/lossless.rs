@@ -5,6 +5,11 @@
 //! extra fields in params/result, `_meta` objects with reserved-looking keys, odd whitespace, key
 //! order, big numbers, `\u` escapes and unicode, string and integer ids.
 //!
+//! The one field Warden changes: inside a session, each non-empty SSE event id reaches the client
+//! bound to the session, as `<22-character MAC>.<the upstream's id>` (#13 item 18,
+//! `event_ids.rs`); the property checks that every such id carries the MAC and that, the MACs
+//! taken out, every byte is the upstream's. Outside a session ids pass untouched.
+//!
 //! One Warden and one recording upstream serve the whole property; the upstream answers with what
 //! the test put in a shared slot before each exchange. The random inputs are generated in
 //! `support/lossless_gen.rs`, the exchanges rendered in `support/lossless_wire.rs`.
@@ -102,6 +107,16 @@ fn run_exchange(env: &Env, ex: &Exchange) -> Result<(), TestCaseError> {
         label,
         reply.text()
     );
+    let in_session = ex.headers.iter().any(|(k, _)| k == "mcp-session-id");
+    let (client, bound) = unbind_ids(&reply.body);
+    let ids = nonempty_ids(&ex.answer.body);
+    prop_assert_eq!(
+        bound,
+        if in_session { ids } else { 0 },
+        "{}: session-bound event ids (session: {})",
+        label,
+        in_session
+    );
     if ex.answer.content_type == "text/event-stream" {
         prop_assert!(
             reply
@@ -111,20 +126,70 @@ fn run_exchange(env: &Env, ex: &Exchange) -> Result<(), TestCaseError> {
             label,
             reply.headers
         );
-        let (want, have) = (blocks(&ex.answer.body), blocks(&reply.body));
+        let (want, have) = (blocks(&ex.answer.body), blocks(&client));
         for (i, (w, h)) in want.iter().zip(have.iter()).enumerate() {
             prop_assert_eq!(h, w, "{}: SSE block {} differs", label, i);
         }
         prop_assert_eq!(have.len(), want.len(), "{}: number of SSE blocks", label);
     }
     prop_assert!(
-        reply.body == ex.answer.body,
+        client == ex.answer.body,
         "{}: client bytes differ\n upstream sent: {:?}\n client got:    {:?}",
         label,
         String::from_utf8_lossy(&ex.answer.body),
         reply.text()
     );
     Ok(())
+}
+
+/// The starts of the lines of `b` (after `\n`, `\r` or `\r\n`).
+fn line_starts(b: &[u8]) -> Vec<usize> {
+    let mut starts = vec![0];
+    for (i, c) in b.iter().enumerate() {
+        let crlf = *c == b'\r' && b.get(i + 1) == Some(&b'\n');
+        if (*c == b'\n' || *c == b'\r') && !crlf {
+            starts.push(i + 1);
+        }
+    }
+    starts.retain(|s| *s < b.len());
+    starts
+}
+
+/// Where the value of an `id:` line starting at `s` begins.
+fn id_value(b: &[u8], s: usize) -> Option<usize> {
+    let rest = b[s..].strip_prefix(b"id:")?;
+    Some(s + 3 + usize::from(rest.first() == Some(&b' ')))
+}
+
+/// `b` with Warden's session MAC (`<22 base64url characters>.`) taken out of every `id:` value,
+/// and how many carried one.
+fn unbind_ids(b: &[u8]) -> (Vec<u8>, usize) {
+    let (mut out, mut at, mut n) = (Vec::with_capacity(b.len()), 0, 0);
+    for s in line_starts(b) {
+        let Some(v) = id_value(b, s) else { continue };
+        let mac = b.get(v..v + 23);
+        if mac.is_some_and(|m| {
+            m[22] == b'.'
+                && m[..22]
+                    .iter()
+                    .all(|c| c.is_ascii_alphanumeric() || *c == b'-' || *c == b'_')
+        }) {
+            out.extend_from_slice(&b[at..v]);
+            at = v + 23;
+            n += 1;
+        }
+    }
+    out.extend_from_slice(&b[at..]);
+    (out, n)
+}
+
+/// The `id:` lines of `b` with a value.
+fn nonempty_ids(b: &[u8]) -> usize {
+    line_starts(b)
+        .into_iter()
+        .filter_map(|s| id_value(b, s))
+        .filter(|v| !matches!(b.get(*v), None | Some(b'\n' | b'\r')))
+        .count()
 }
 
 /// P1.1, J2, J3: byte-for-byte relay of everything Warden does not act on, for client requests

@@ -15,6 +15,8 @@
  * From another cwd give the loader's path: node --import $DIR/node_modules/tsx/dist/loader.mjs $DIR/conformance-fixture.ts
  * HTTP mode prints `conformance-fixture listening on http://127.0.0.1:<port>/mcp` on stderr when ready.
  * Add --ignore-routing-headers (HTTP) to make the fixture accept wrong/missing Mcp-Method/Mcp-Name.
+ * Add --ndjson-listen (HTTP) to answer 2026-07-28 `subscriptions/listen` as newline-delimited JSON
+ * under `application/json` (chunked, one message per line as it is written) instead of SSE.
  *
  * Deliberately NOT done here (a gateway in front must add them): Host/Origin (DNS-rebinding)
  * validation, CORS policy, auth. The SDK itself checks the Mcp-Method / Mcp-Name / Mcp-Param-*
@@ -493,10 +495,47 @@ function overwriteRoutingHeaders(req: http.IncomingMessage, body: unknown) {
   else delete req.headers['mcp-name'];
 }
 
+/**
+ * --ndjson-listen: answer `subscriptions/listen` the way some servers do — the same messages, as
+ * newline-delimited JSON under `application/json`, each line written the moment the SDK writes its
+ * SSE event (a gateway in front must relay them as they come, not when the stream ends). Off by
+ * default; other answers are untouched.
+ */
+function ndjsonListen(handler: McpHttpHandler): Pick<McpHttpHandler, 'fetch'> {
+  return {
+    fetch: async (request, options) => {
+      const response = await handler.fetch(request, options);
+      const sse = (response.headers.get('content-type') ?? '').startsWith('text/event-stream');
+      if (request.headers.get('mcp-method') !== 'subscriptions/listen' || !sse || !response.body) return response;
+      const decoder = new TextDecoder();
+      const encoder = new TextEncoder();
+      let pending = '';
+      const lines = new TransformStream<Uint8Array, Uint8Array>({
+        transform(chunk, out) {
+          pending += decoder.decode(chunk, { stream: true }).replace(/\r\n?/g, '\n');
+          for (let end = pending.indexOf('\n\n'); end >= 0; end = pending.indexOf('\n\n')) {
+            const block = pending.slice(0, end);
+            pending = pending.slice(end + 2);
+            const data = block
+              .split('\n')
+              .filter((l) => l.startsWith('data:'))
+              .map((l) => l.replace(/^data: ?/, ''))
+              .join('\n');
+            if (data) out.enqueue(encoder.encode(`${data}\n`)); // keep-alive comments carry no data
+          }
+        },
+      });
+      const headers = new Headers(response.headers);
+      headers.set('content-type', 'application/json');
+      return new Response(response.body.pipeThrough(lines), { status: response.status, headers });
+    },
+  };
+}
+
 function serveHttp(port: number) {
   // 2026-07-28 traffic: the SDK's stateless handler; 2025-era traffic is routed to our sessions above.
   modernHandler = createMcpHandler(() => buildServer(), { legacy: 'reject', onerror: (e) => console.error('[modern]', e.message) });
-  const modernNode = toNodeHandler(modernHandler);
+  const modernNode = toNodeHandler(argv.includes('--ndjson-listen') ? ndjsonListen(modernHandler) : modernHandler);
   const header = (req: http.IncomingMessage, name: string) => [req.headers[name]].flat()[0];
 
   const httpServer = http.createServer(async (req, res) => {

@@ -457,6 +457,15 @@ async fn follow_on(a: Answered, tx: &mpsc::Sender<Bytes>) {
                 }
             }
         }
+        // Lines of a streamed JSON body, on a stream that is already SSE: one event each.
+        Answer::Lines { mut rx, .. } => {
+            while let Some(b) = rx.recv().await {
+                let message = b.strip_suffix(b"\n").unwrap_or(&b);
+                if tx.send(encode(Wire::Sse, message)).await.is_err() {
+                    return;
+                }
+            }
+        }
         Answer::Accepted | Answer::Local(_) | Answer::Empty(_) => {}
     }
 }

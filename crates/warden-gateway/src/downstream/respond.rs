@@ -73,6 +73,20 @@ pub fn answered(a: Answered) -> Response {
         } => response_typed(status, content_type, full(body)),
         Answer::Refused { refusal: r, id } => refusal(&r, id.as_deref()),
         Answer::Stream(rx) => sse(http_body_util::Either::Right(ChannelBody(rx))),
+        Answer::Lines {
+            status,
+            content_type,
+            rx,
+        } => {
+            let mut r = response_typed(
+                status,
+                content_type,
+                http_body_util::Either::Right(ChannelBody(rx)),
+            );
+            r.headers_mut()
+                .insert("x-accel-buffering", HeaderValue::from_static("no"));
+            r
+        }
         Answer::Local(l) => local(l),
         Answer::Empty(status) => response(status, None, empty()),
     };

@@ -227,6 +227,17 @@ async fn pump(a: Answered, out: mpsc::Sender<Bytes>) {
                 }
             }
         }
+        // Not made for a stdio front end (its relay writes bare lines), but written right if so.
+        Answer::Lines { mut rx, .. } => {
+            while let Some(b) = rx.recv().await {
+                let line = b
+                    .strip_suffix(b"\n")
+                    .map_or(b.clone(), |m| b.slice(..m.len()));
+                if out.send(line).await.is_err() {
+                    return;
+                }
+            }
+        }
         Answer::Accepted | Answer::Local(_) | Answer::Empty(_) => {}
     }
 }

@@ -1,6 +1,7 @@
 //! What the exchange core hands a front end: an [`Answer`] (transport-neutral: the HTTP front
 //! end writes it as a response, the stdio front end as lines), and [`Early`], the way a guard's
-//! request to the client reaches the client before the exchange has its answer.
+//! request to the client reaches the client before the exchange has its answer; [`Framing`] is
+//! how a relayed stream's messages are written (SSE, lines, or newline-delimited JSON).
 
 use std::sync::{Arc, Mutex};
 
@@ -44,6 +45,16 @@ pub enum Answer {
     },
     /// A stream of guarded messages, already encoded for the front end's [`Wire`].
     Stream(mpsc::Receiver<Bytes>),
+    /// An upstream's streamed JSON body relayed as it came: one guarded message and a newline per
+    /// item (newline-delimited JSON), under the upstream's status and content type.
+    Lines {
+        /// HTTP status.
+        status: u16,
+        /// The upstream's content type (a JSON media type).
+        content_type: Option<HeaderValue>,
+        /// The lines.
+        rx: mpsc::Receiver<Bytes>,
+    },
     /// A response a guard served on its own path.
     Local(LocalResponse),
     /// An empty response with this status (DELETE).
@@ -194,5 +205,38 @@ pub fn encode(wire: Wire, message: &[u8]) -> Bytes {
             None,
             std::str::from_utf8(message).ok(),
         ),
+    }
+}
+
+/// How the relay writes a stream's messages: the front end's [`Wire`], or, for an upstream's
+/// streamed JSON body on HTTP, newline-delimited JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// SSE blocks (HTTP).
+    Sse,
+    /// Bare messages; the stdio front end adds the newline.
+    Lines,
+    /// Each message and a newline, on an HTTP response (an upstream's streamed JSON body).
+    Ndjson,
+}
+
+impl Framing {
+    /// One message of Warden's own (an error) in this framing.
+    pub fn encode(self, message: &[u8]) -> Bytes {
+        match self {
+            Framing::Sse => encode(Wire::Sse, message),
+            Framing::Lines | Framing::Ndjson => self.message(Bytes::copy_from_slice(message)),
+        }
+    }
+
+    /// A message's bytes in a line framing.
+    pub fn message(self, out: Bytes) -> Bytes {
+        if self != Framing::Ndjson {
+            return out;
+        }
+        let mut line = Vec::with_capacity(out.len() + 1);
+        line.extend_from_slice(&out);
+        line.push(b'\n');
+        Bytes::from(line)
     }
 }

@@ -176,6 +176,19 @@ pub fn tag_reply(name: Arc<str>, reply: Reply) -> Reply {
                 wire_id,
             }
         }
+        Reply::Lines {
+            status,
+            content_type,
+            frames,
+        } => {
+            let (tx, rx) = mpsc::channel(64);
+            tagged(name, frames, tx);
+            Reply::Lines {
+                status,
+                content_type,
+                frames: rx,
+            }
+        }
         other => other,
     }
 }
@@ -193,7 +206,7 @@ pub async fn listen(
     for idx in (0..gw.upstreams.len()).filter(|i| live(s, *i)) {
         if let Ok((reply, _)) = gw.forward(idx, s, headers, msg, cleared, owner).await {
             match reply {
-                Reply::Stream { frames, .. } => {
+                Reply::Stream { frames, .. } | Reply::Lines { frames, .. } => {
                     tagged(gw.upstreams[idx].name.clone(), frames, tx.clone())
                 }
                 Reply::Body { body, .. } => {

@@ -445,6 +445,11 @@ pub async fn get(gw: Arc<Gateway>, mut ctx: Ctx, headers: HeaderMap) -> Answered
         );
         return refuse(&gw, &ctx, r, None);
     }
+    // A resumption names one of this session's own events, or nothing reaches an upstream.
+    let headers = match super::resume::translate(&gw, &session, headers) {
+        Ok(h) => h,
+        Err(r) => return refuse(&gw, &ctx, r, None),
+    };
     let timeout = Duration::from_secs(3600);
     if gw.upstreams.len() > 1 {
         let frames = match super::fanout::get_stream(&gw, &ctx, &headers, &session).await {

@@ -14,7 +14,9 @@
 //!   `rename` renames `Mcp-Name` with the body, so they see the very headers too.
 //! * [`relay`] puts every server→client message (a JSON body, each SSE frame, each stdio line)
 //!   through the guards; [`fanout`] does the same for each part of a fanned-out answer before
-//!   [`merge`] joins them; [`lists`] applies the `list_item` hook on every path.
+//!   [`merge`] joins them; [`lists`] applies the `list_item` hook on every path. Inside a session
+//!   event ids go out bound to it, and a `Last-Event-ID` comes back in only if it is one of them
+//!   (`resume.rs`, `event_ids.rs`).
 //! * [`client_link`] lets a guard send the client a request of Warden's own and await the
 //!   answer; [`upstream_link`] lets it list the routed upstream as Warden (tool definitions it
 //!   must know to check a call); [`answer`] is what the front ends write.
@@ -35,6 +37,7 @@ pub mod lists;
 pub mod merge;
 pub mod relay;
 mod rename;
+mod resume;
 pub mod route;
 pub mod upstream_link;
 

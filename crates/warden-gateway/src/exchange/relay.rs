@@ -2,8 +2,11 @@
 //! as SSE (HTTP) or lines (stdio). Every server→client message walks the pipeline bottom-up (a
 //! list answer's items meet `list_item` first); a message no guard changed goes out as its
 //! original bytes (SSE blocks included, with their ids and `retry:`), so resumption and unknown
-//! fields survive the relay. An upstream answer that is not a valid JSON-RPC message, or answers
-//! another id, is refused (502 `upstream_invalid_response`), never relayed unguarded.
+//! fields survive the relay — except, inside a session, the event id, which goes out bound to
+//! the session (`event_ids.rs`). A streamed JSON body ([`Reply::Lines`]) is relayed the same way,
+//! message by message as it arrives, one per line. An upstream answer that is not a valid
+//! JSON-RPC message, or answers another id, is refused (502 `upstream_invalid_response`), never
+//! relayed unguarded.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +20,7 @@ use warden_proto::{Kind, Message};
 
 use warden_guard::{Ctx, Refusal};
 
-use super::answer::{Answer, Answered, Wire, raw_id};
+use super::answer::{Answer, Answered, Framing, Wire, raw_id};
 use super::hold::Hold;
 use crate::event_log::{self, EventLog};
 use crate::gateway::Gateway;
@@ -158,6 +161,26 @@ impl Relay {
                         })
                     }
                     Err(r) => self.refused(&r),
+                }
+            }
+            Reply::Lines {
+                status,
+                content_type,
+                frames,
+            } => {
+                if self.wire == Wire::Lines {
+                    return self.stream(None, frames);
+                }
+                // A streamed JSON body: relayed as it comes, one message per line (#13 item 19).
+                let session = self.session_header.clone();
+                let rx = self.pump(None, frames, Framing::Ndjson);
+                Answered {
+                    answer: Answer::Lines {
+                        status,
+                        content_type,
+                        rx,
+                    },
+                    session,
                 }
             }
             Reply::Stream {
@@ -337,14 +360,33 @@ impl Relay {
         }
     }
 
-    /// Pump frames to the client as SSE on a task; returns the streaming response at once.
+    /// Pump frames to the client as SSE (HTTP) or lines (stdio) on a task; returns the streaming
+    /// response at once.
     fn stream(
         self,
         first: Option<Frame>,
-        mut frames: mpsc::Receiver<Result<Frame, UpstreamError>>,
+        frames: mpsc::Receiver<Result<Frame, UpstreamError>>,
     ) -> Answered {
+        let session = self.session_header.clone();
+        let framing = if self.wire == Wire::Lines {
+            Framing::Lines
+        } else {
+            Framing::Sse
+        };
+        Answered {
+            answer: Answer::Stream(self.pump(first, frames, framing)),
+            session,
+        }
+    }
+
+    /// The task behind a stream: every frame through the guards, written in `framing`.
+    fn pump(
+        self,
+        first: Option<Frame>,
+        mut frames: mpsc::Receiver<Result<Frame, UpstreamError>>,
+        framing: Framing,
+    ) -> mpsc::Receiver<Bytes> {
         let (tx, rx) = mpsc::channel::<Bytes>(64);
-        let resp = self.with_session(Answer::Stream(rx));
         tokio::spawn(async move {
             let mut me = self;
             let mut pending = first;
@@ -380,14 +422,14 @@ impl Relay {
                             let id = raw_id(me.request_id.as_deref());
                             me.gw.audit_refusal(&me.ctx, &r, id.as_deref());
                             let err = r.to_rpc_error().to_bytes(id.as_deref());
-                            let _ = tx.send(super::answer::encode(me.wire, &err)).await;
+                            let _ = tx.send(framing.encode(&err)).await;
                         }
                         clean = false;
                         break;
                     }
                 };
                 tracing::debug!(request = %me.ctx.request_id, id = ?frame.id, bytes = frame.data.as_ref().map_or(0, |d| d.len()), "relaying frame");
-                let out = match me.frame_bytes(frame, &mut final_seen).await {
+                let out = match me.frame_bytes(frame, &mut final_seen, framing).await {
                     Some(b) => b,
                     None => continue,
                 };
@@ -404,7 +446,7 @@ impl Relay {
             }
             me.finish_stream(clean, final_seen);
         });
-        resp
+        rx
     }
 
     /// The stream ended without the final answer after a message that could not be read: that
@@ -421,21 +463,27 @@ impl Relay {
     }
 
     /// The bytes to write for one frame, after the guards; `None` to drop it.
-    async fn frame_bytes(&mut self, frame: Frame, final_seen: &mut bool) -> Option<Bytes> {
-        if self.wire == Wire::Lines {
-            // stdio has no SSE framing: messages only.
+    async fn frame_bytes(
+        &mut self,
+        frame: Frame,
+        final_seen: &mut bool,
+        framing: Framing,
+    ) -> Option<Bytes> {
+        if framing != Framing::Sse {
+            // stdio and streamed JSON bodies have no SSE framing: messages only.
             let data = frame.data.filter(|d| !d.is_empty())?;
             let (is_final, walked) = self.server_message(&data).await;
             *final_seen |= is_final;
             return match walked {
-                Ok(out) => Some(out),
+                Ok(out) => Some(framing.message(out)),
                 Err(r) => {
                     let id = raw_id(self.request_id.as_deref());
                     self.gw.audit_part_refusal(&self.ctx, &r, id.as_deref());
-                    is_final.then(|| Bytes::from(r.to_rpc_error().to_bytes(id.as_deref())))
+                    is_final.then(|| framing.encode(&r.to_rpc_error().to_bytes(id.as_deref())))
                 }
             };
         }
+        let frame = self.bind_id(frame);
         let Some(data) = frame.data.clone() else {
             return Some(frame.raw.unwrap_or_else(|| {
                 sse::encode(
@@ -489,6 +537,24 @@ impl Relay {
 }
 
 impl Relay {
+    /// Within a session, an upstream's event id goes to the client bound to the session (and the
+    /// upstream), so that only this session can resume with it (`event_ids.rs`, #13 item 18).
+    fn bind_id(&self, mut frame: Frame) -> Frame {
+        let (Some(session), Some(id)) = (self.ctx.session.as_deref(), frame.id.as_deref()) else {
+            return frame;
+        };
+        if id.is_empty() {
+            return frame; // an empty id resets the client's cursor: nothing to bind
+        }
+        let prefix = self.gw.event_ids.prefix(session, id);
+        frame.raw = frame
+            .raw
+            .as_deref()
+            .and_then(|raw| sse::prefix_id(raw, &prefix));
+        frame.id = Some(format!("{prefix}{id}"));
+        frame
+    }
+
     /// Pump frames into the session's event log on a task (guards run once, here) and answer with
     /// a follower of that stream. A client that drops the connection can resume with GET +
     /// `Last-Event-ID`; the request goes on (2025-era rule: a disconnect is not a cancellation).

@@ -1,5 +1,6 @@
 //! Upstream MCP servers: remote Streamable HTTP ([`http`]) and stdio child processes ([`stdio`]).
-//! Both hand back what the server said as [`Reply`]: one JSON body, or a stream of [`Frame`]s.
+//! Both hand back what the server said as [`Reply`]: one JSON body, a stream of [`Frame`]s (SSE,
+//! stdio), or a streamed JSON body split into its messages ([`Reply::Lines`]).
 
 pub mod http;
 pub mod pool;
@@ -98,6 +99,14 @@ pub enum Reply {
         /// it by when the client goes away.
         wire_id: Option<String>,
     },
+    /// A non-SSE body that carries several messages as they come (newline-delimited JSON under
+    /// `application/json`, e.g. a `subscriptions/listen` stream): each frame is one message, split
+    /// as it arrives and bounded by the per-message limit. Relayed to the client the same way.
+    Lines {
+        status: u16,
+        content_type: Option<::http::HeaderValue>,
+        frames: mpsc::Receiver<Result<Frame, UpstreamError>>,
+    },
 }
 
 /// The final response to request `want` in a reply, and the messages before it.
@@ -109,7 +118,7 @@ pub async fn collect(
     match reply {
         Reply::Body { body, .. } => Ok((body, Vec::new())),
         Reply::Accepted => Err(UpstreamError::Invalid("no response to a request".into())),
-        Reply::Stream { mut frames, .. } => {
+        Reply::Stream { mut frames, .. } | Reply::Lines { mut frames, .. } => {
             let mut before = Vec::new();
             loop {
                 match tokio::time::timeout(timeout, frames.recv()).await {
