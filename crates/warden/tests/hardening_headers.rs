@@ -49,14 +49,9 @@ fn dual(r: &Recorded) -> Canned {
         Some("initialize") => result(json!({"protocolVersion":"2025-11-25","capabilities":{"tools":{}},"serverInfo":{"name":"rec","version":"0"}}))
             .with_header("mcp-session-id", "upstream-session"),
         Some("server/discover") => result(json!({"resultType":"complete","supportedVersions":["2026-07-28"],"capabilities":{"tools":{}}})),
-        // A third tool names itself twice: two readers would see two tools.
         Some("tools/list") => Canned::json(format!(
             r#"{{"jsonrpc":"2.0","id":{id},"result":{{"resultType":"complete","tools":{},"ttlMs":0,"cacheScope":"public"}}}}"#,
-            tools().to_string().replacen(
-                ']',
-                r#",{"name":"twin","name":"evil-twin","inputSchema":{"type":"object"}}]"#,
-                1
-            )
+            tools()
         )),
         Some(_) if !id.is_null() => result(json!({"resultType":"complete","content":[]})),
         _ => Canned::accepted(),
@@ -214,11 +209,13 @@ fn mirrored_arguments_are_read_strictly() {
             h.push(("mcp-param-region", v));
         }
         let r = a.post(&h, call(id, "weather", args).as_bytes());
-        a.refused(
-            marker,
-            &r,
-            expect(400, -32602, "arguments_unreadable", "P1.1").id(json!(id)),
-        );
+        // A repeated key is refused by the envelope before any guard (#13 item 14).
+        let e = if header.is_some() {
+            expect(400, -32600, "duplicate_key", "P1.1")
+        } else {
+            expect(400, -32602, "arguments_unreadable", "P1.1")
+        };
+        a.refused(marker, &r, e.id(json!(id)));
     }
     let h = calling("weather", &[("mcp-param-n", "9007199254740992")]);
     let r = a.post(
@@ -419,7 +416,7 @@ fn duplicated_params_members_are_refused_in_a_session() {
         a.refused(
             &marker,
             &r,
-            expect(400, -32602, "invalid_params", "P1.1").id(json!(i + 1)),
+            expect(400, -32600, "duplicate_key", "P1.1").id(json!(i + 1)),
         );
     }
     a.assert_healthy(None);
@@ -469,8 +466,8 @@ fn duplicated_params_members_are_refused_in_wrap() {
         r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","name":"evil","arguments":{"m":"wrap-dup"}}}"#,
     );
     assert_eq!(bad["id"], 2, "{bad}");
-    assert_eq!(bad["error"]["code"], -32602, "{bad}");
-    assert_eq!(bad["error"]["data"]["reason"], "invalid_params", "{bad}");
+    assert_eq!(bad["error"]["code"], -32600, "{bad}");
+    assert_eq!(bad["error"]["data"]["reason"], "duplicate_key", "{bad}");
     let ok = ask(
         r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"echo","arguments":{"m":"wrap-ok"}}}"#,
     );
@@ -487,7 +484,7 @@ fn duplicated_params_members_are_refused_in_wrap() {
     );
     let audit = std::fs::read_to_string(&audit).unwrap();
     let refused =
-        |l: &&str| l.contains(r#""reason":"invalid_params""#) && l.contains(r#""control":"P1.1""#);
+        |l: &&str| l.contains(r#""reason":"duplicate_key""#) && l.contains(r#""control":"P1.1""#);
     assert!(
         audit.lines().any(|l| refused(&l)),
         "the refusal is audited: {audit}"
@@ -582,26 +579,33 @@ fn a_renamed_tool_is_renamed_in_mcp_name_too() {
     assert_eq!(denied[0]["decision"], "deny");
 }
 
-/// #13 item 14, P1.1: a listed tool that names itself twice is withheld from the list (both
-/// generations) and audited. Fails without the fix: the client saw `evil-twin`.
+/// #13 item 14, P1.1: a list answer in which a tool names itself twice (two readers would see two
+/// tools) is not one valid message: refused 502 `upstream_invalid_response`, audited, and neither
+/// name reaches the client. Fails without the fix: the client saw `evil-twin`.
 #[test]
-fn list_items_with_duplicated_members_are_withheld() {
-    let mut a = arena(dual);
+fn list_answers_with_duplicated_members_are_refused() {
+    fn twins(r: &Recorded) -> Canned {
+        let v: Value = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
+        if v["method"] != "tools/list" {
+            return dual(r);
+        }
+        Canned::json(format!(
+            r#"{{"jsonrpc":"2.0","id":{},"result":{{"tools":[{{"name":"twin","name":"evil-twin","inputSchema":{{"type":"object"}}}}]}}}}"#,
+            v["id"]
+        ))
+    }
+    let mut a = arena(twins);
     let sid = a.open_session(None, "twins");
     let h = [
         ("mcp-session-id", sid.as_str()),
         ("mcp-protocol-version", "2025-11-25"),
     ];
     let listed = a.post(&h, br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#);
-    let tools = listed.json()["result"]["tools"].clone();
-    assert_eq!(tools.as_array().map(Vec::len), Some(2), "{}", listed.text());
+    assert_eq!(listed.status, 502, "{}", listed.text());
     assert!(!listed.text().contains("twin"), "{}", listed.text());
-    list_tools(&mut a);
-    let withheld = a.w.audit_reason("list_item_ambiguous");
-    assert_eq!(withheld.len(), 2, "{withheld:?}");
-    assert!(
-        withheld
-            .iter()
-            .all(|e| e["kind"] == "list.item_withheld" && e["control"] == "P1.1")
+    assert_eq!(
+        listed.json()["error"]["data"]["reason"],
+        "upstream_invalid_response"
     );
+    assert!(!a.w.audit_reason("upstream_invalid_response").is_empty());
 }

@@ -361,6 +361,9 @@ impl Wrapped {
     }
 }
 
+/// Requests in the burst written right before EOF.
+const BURST: u64 = 300;
+
 const INIT: &str = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
 
 /// #13 item 12 (P5.1): requests written in one burst right before stdin closes are each
@@ -370,7 +373,7 @@ fn wrap_answers_every_request_written_before_its_input_closes() {
     let mut w = wrap("");
     let mut burst =
         format!("{INIT}\n{{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}}\n");
-    for i in 1..=40 {
+    for i in 1..=BURST {
         burst.push_str(&format!(
             "{{\"jsonrpc\":\"2.0\",\"id\":{i},\"method\":\"tools/call\",\"params\":{{\"name\":\"echo\",\"arguments\":{{\"n\":{i}}}}}}}\n"
         ));
@@ -385,7 +388,7 @@ fn wrap_answers_every_request_written_before_its_input_closes() {
     }
     assert_eq!(wait_exit(&mut w.child, Duration::from_secs(10)), Some(0));
     ids.sort_unstable();
-    assert_eq!(ids, (0..=40).collect::<Vec<_>>(), "every request answered");
+    assert_eq!(ids, (0..=BURST).collect::<Vec<_>>(), "every request answered");
     let interrupted = w
         .audit()
         .into_iter()

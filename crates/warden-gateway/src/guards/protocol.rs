@@ -333,17 +333,13 @@ mod tests {
             )),
             -32020
         );
-        for unreadable in [
-            r#"{"n":42,"x":1e400}"#,
-            r#"{"n":42,"x":"\ud800"}"#,
-            r#"{"n":42,"x":{"a":1,"a":2}}"#,
-        ] {
+        // (Duplicate keys never get this far: the envelope refuses them.)
+        for unreadable in [r#"{"n":42,"x":1e400}"#, r#"{"n":42,"x":"\ud800"}"#] {
             assert_eq!(
                 code_of(call_with(unreadable, &n("42"))),
                 -32602,
                 "{unreadable}"
             );
         }
-        assert_eq!(code_of(call_with(r#"{"n":42,"n":43}"#, &n("43"))), -32602);
     }
 }
