@@ -373,9 +373,11 @@ fn wrap_answers_every_request_written_before_its_input_closes() {
     let mut w = wrap("");
     let mut burst =
         format!("{INIT}\n{{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}}\n");
+    // About 1 KiB each: more than a pipe buffer in all, so some are still queued at EOF.
+    let pad = "p".repeat(1000);
     for i in 1..=BURST {
         burst.push_str(&format!(
-            "{{\"jsonrpc\":\"2.0\",\"id\":{i},\"method\":\"tools/call\",\"params\":{{\"name\":\"echo\",\"arguments\":{{\"n\":{i}}}}}}}\n"
+            "{{\"jsonrpc\":\"2.0\",\"id\":{i},\"method\":\"tools/call\",\"params\":{{\"name\":\"echo\",\"arguments\":{{\"n\":{i},\"pad\":\"{pad}\"}}}}}}\n"
         ));
     }
     let mut stdin = w.stdin.take().unwrap();
@@ -388,7 +390,11 @@ fn wrap_answers_every_request_written_before_its_input_closes() {
     }
     assert_eq!(wait_exit(&mut w.child, Duration::from_secs(10)), Some(0));
     ids.sort_unstable();
-    assert_eq!(ids, (0..=BURST).collect::<Vec<_>>(), "every request answered");
+    assert_eq!(
+        ids,
+        (0..=BURST).collect::<Vec<_>>(),
+        "every request answered"
+    );
     let interrupted = w
         .audit()
         .into_iter()
