@@ -86,7 +86,8 @@ fn check_param_headers(schema: &Value, arguments: Option<&Value>, value: Option<
         return;
     };
     check_specs(&specs);
-    if check_params(&specs, arguments, |_| value).is_ok() {
+    let raw = arguments.and_then(|a| serde_json::value::to_raw_value(a).ok());
+    if check_params(&specs, raw.as_deref(), |_| value).is_ok() {
         for spec in &specs {
             let mut body = arguments;
             for key in &spec.path {
