@@ -107,7 +107,17 @@ fuzz_target!(|data: &[u8]| {
         Err(e) => {
             // Syntactically valid JSON is never reported as a parse (-32700) error.
             if value.is_some() {
-                assert!(matches!(e, ProtoError::Invalid(_)), "valid JSON gave {e:?}");
+                assert!(
+                    matches!(e, ProtoError::Invalid(_) | ProtoError::DuplicateKey { .. }),
+                    "valid JSON gave {e:?}"
+                );
+                // A repeated key is reported only when there is one (serde_json keeps the last).
+                if let ProtoError::DuplicateKey { .. } = e {
+                    assert!(
+                        warden_proto::unique::first_duplicate(data).is_some(),
+                        "DuplicateKey without a repeated key"
+                    );
+                }
             }
             return;
         }
