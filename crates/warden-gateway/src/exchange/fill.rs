@@ -39,7 +39,8 @@ pub(super) async fn target(
         t => return t,
     };
     for kind in kinds {
-        fill(gw, ctx, msg, headers, session, *kind, &mut own).await;
+        // Boxed: the rare path's state stays out of every exchange's future.
+        Box::pin(fill(gw, ctx, msg, headers, session, *kind, &mut own)).await;
     }
     match resolve(gw, ctx.generation, msg, session, &own) {
         Target::Unlisted(_) => Target::Nowhere(route::unknown_name()),

@@ -155,7 +155,7 @@ pub async fn exchange(
         id: new_session.clone(),
     };
     if cancel::applies(msg, session.is_some()) {
-        return cancel::cancelled(gw, ctx, raw, msg, headers, ending).await;
+        return Box::pin(cancel::cancelled(gw, ctx, raw, msg, headers, ending)).await;
     }
     match fill::target(gw, &ctx, msg, headers, session.as_deref()).await {
         // `fill::target` resolves what it can: an unlisted name is unknown by now.
@@ -180,11 +180,22 @@ pub async fn exchange(
             )
             .await
         }
+        // The paths below are boxed: their state (fan-out, merge, lists) stays out of the future
+        // of every exchange, which the front end moves whole (it is benchmarked).
         Target::Reply { route, original } => {
-            reply(gw, ctx, msg, headers, route, &original, session.as_deref()).await
+            Box::pin(reply(
+                gw,
+                ctx,
+                msg,
+                headers,
+                route,
+                &original,
+                session.as_deref(),
+            ))
+            .await
         }
         Target::Ping | Target::All | Target::Listen => {
-            all::all(
+            Box::pin(all::all(
                 gw,
                 ctx,
                 raw,
@@ -194,7 +205,7 @@ pub async fn exchange(
                 new_session,
                 early,
                 ending,
-            )
+            ))
             .await
         }
     }
