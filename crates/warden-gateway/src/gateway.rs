@@ -323,7 +323,8 @@ impl Gateway {
                     Some(Link::Stdio(c)) => (c.clone(), true),
                     _ => (shared.clone(), false),
                 };
-                let sent = send_stdio(&child, own_child, msg, &bytes, owner).await;
+                // Boxed: the HTTP arm stays the size of the future every request moves.
+                let sent = Box::pin(send_stdio(&child, own_child, msg, &bytes, owner)).await;
                 if sent.is_err() {
                     child.note_exit_if_dead().await;
                 }

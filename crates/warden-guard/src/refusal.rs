@@ -2,13 +2,23 @@
 
 use std::borrow::Cow;
 
+use std::ops::{Deref, DerefMut};
+
 use http::{HeaderName, HeaderValue};
 
 /// Why a message or request was refused. The exchange core alone turns it into wire form: the
 /// HTTP status and headers (HTTP transports), a JSON-RPC error echoing the raw request id with
 /// `error.data.reason` and `error.data.hint`, and an `mcp.refusal` audit event.
+///
+/// The details are boxed: a refusal is rare, and every guard hook returns a `Verdict` or a
+/// `Result<(), Refusal>` that the pipeline moves on each message, so it stays one pointer wide
+/// (the fields are read and set through `Deref`).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Refusal {
+pub struct Refusal(Box<Details>);
+
+/// What a [`Refusal`] says.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Details {
     /// HTTP status for HTTP transports (stdio ignores it).
     pub status: u16,
     /// JSON-RPC `error.code`.
@@ -39,7 +49,7 @@ impl Refusal {
         message: impl Into<Cow<'static, str>>,
         hint: impl Into<Cow<'static, str>>,
     ) -> Self {
-        Self {
+        Self(Box::new(Details {
             status,
             rpc_code,
             reason,
@@ -49,7 +59,7 @@ impl Refusal {
             data: None,
             retry_after: None,
             headers: Vec::new(),
-        }
+        }))
     }
 
     /// Warden itself failed (a guard erred or produced bytes that do not parse): 500, fail closed.
@@ -125,5 +135,18 @@ impl Refusal {
         );
         e.extra = self.data.clone();
         e
+    }
+}
+
+impl Deref for Refusal {
+    type Target = Details;
+    fn deref(&self) -> &Details {
+        &self.0
+    }
+}
+
+impl DerefMut for Refusal {
+    fn deref_mut(&mut self) -> &mut Details {
+        &mut self.0
     }
 }

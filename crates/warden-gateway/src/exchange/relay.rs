@@ -184,7 +184,7 @@ impl Relay {
                 }
             }
             Reply::Stream {
-                mut frames,
+                frames,
                 sse,
                 wire_id,
             } => {
@@ -197,40 +197,49 @@ impl Relay {
                     return self.stream(None, frames);
                 }
                 if !sse {
-                    // stdio: answer JSON when the first thing the server says is the final response.
-                    let first = match tokio::time::timeout(self.timeout, frames.recv()).await {
-                        Ok(Some(Ok(f))) => f,
-                        Ok(Some(Err(e))) => return self.refused(&upstream_refusal(&e)),
-                        Ok(None) => return self.refused(&upstream_refusal(&UpstreamError::Exited)),
-                        Err(_) => {
-                            self.cancel_upstream().await;
-                            return self.refused(&upstream_refusal(&UpstreamError::Timeout(
-                                self.timeout.as_millis() as u64,
-                            )));
-                        }
-                    };
-                    let data = first.data.clone().unwrap_or_default();
-                    if let Ok(m) = Message::parse(&data)
-                        && self.is_final_msg(&m)
-                    {
-                        return match self.server_parsed(&data, &m).await {
-                            Ok(out) => {
-                                let status = self.status_for(&out);
-                                self.finish(Decision::Allow, status, None);
-                                self.with_session(Answer::Json {
-                                    status,
-                                    content_type: Some(JSON.clone()),
-                                    body: out,
-                                })
-                            }
-                            Err(r) => self.refused(&r),
-                        };
-                    }
-                    return self.stream(Some(first), frames);
+                    // Boxed: the stdio answer's state stays out of every HTTP exchange's future.
+                    return Box::pin(self.first_frame(frames)).await;
                 }
                 self.stream(None, frames)
             }
         }
+    }
+
+    /// stdio: answer JSON when the first thing the server says is the final response, else
+    /// stream from that first message on.
+    async fn first_frame(
+        mut self,
+        mut frames: mpsc::Receiver<Result<Frame, UpstreamError>>,
+    ) -> Answered {
+        let first = match tokio::time::timeout(self.timeout, frames.recv()).await {
+            Ok(Some(Ok(f))) => f,
+            Ok(Some(Err(e))) => return self.refused(&upstream_refusal(&e)),
+            Ok(None) => return self.refused(&upstream_refusal(&UpstreamError::Exited)),
+            Err(_) => {
+                self.cancel_upstream().await;
+                return self.refused(&upstream_refusal(&UpstreamError::Timeout(
+                    self.timeout.as_millis() as u64,
+                )));
+            }
+        };
+        let data = first.data.clone().unwrap_or_default();
+        if let Ok(m) = Message::parse(&data)
+            && self.is_final_msg(&m)
+        {
+            return match self.server_parsed(&data, &m).await {
+                Ok(out) => {
+                    let status = self.status_for(&out);
+                    self.finish(Decision::Allow, status, None);
+                    self.with_session(Answer::Json {
+                        status,
+                        content_type: Some(JSON.clone()),
+                        body: out,
+                    })
+                }
+                Err(r) => self.refused(&r),
+            };
+        }
+        self.stream(Some(first), frames)
     }
 
     /// HTTP status for a JSON answer from an upstream without HTTP (stdio). The 2026-07-28

@@ -95,7 +95,7 @@ impl UpstreamLink {
         }
         super::lists::filter(&self.gw, &self.ctx, &m, kind)
             .await
-            .map_err(|r| r.hint.into_owned())?;
+            .map_err(|r| r.hint.to_string())?;
         let result = m.result().ok_or("no result")?;
         let fields: HashMap<String, &RawValue> =
             serde_json::from_str(result.get()).map_err(|e| e.to_string())?;

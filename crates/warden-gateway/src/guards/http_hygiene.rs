@@ -191,7 +191,7 @@ mod tests {
                         (400, -32020, "header_repeated", "P1.1"),
                         "{a}"
                     );
-                    assert_eq!(r.data.unwrap()["header"], a);
+                    assert_eq!(r.data.as_ref().unwrap()["header"], a);
                 }
                 other => panic!("{a}: {other:?}"),
             }

@@ -171,7 +171,9 @@ impl HttpUpstream {
                 && body.size_hint().exact().is_none()
                 && json_family(content_type.as_ref())
             {
-                let reply = self.json_body(body, lease, status, content_type).await?;
+                // Boxed: a body of unknown length is the rarer case; its reader stays out of
+                // the future of every request.
+                let reply = Box::pin(self.json_body(body, lease, status, content_type)).await?;
                 return Ok(HttpAnswer {
                     reply,
                     session_id,

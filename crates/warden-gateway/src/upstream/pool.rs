@@ -133,7 +133,7 @@ impl Pool {
     ) -> Result<(Response<Incoming>, Lease), UpstreamError> {
         if self.cfg.http2 {
             *req.uri_mut() = self.target.absolute.clone();
-            return self.send_h2(req).await;
+            return Box::pin(self.send_h2(req)).await;
         }
         *req.uri_mut() = self.target.path.clone();
         req.headers_mut()
@@ -141,7 +141,9 @@ impl Pool {
         loop {
             let (mut tx, fresh) = match self.take_idle() {
                 Some(tx) => (tx, false),
-                None => (self.connect_h1().await?, true),
+                // Boxed: connecting (TCP, TLS) is rare and its state would otherwise sit in
+                // every request's future.
+                None => (Box::pin(self.connect_h1()).await?, true),
             };
             // A pooled connection whose previous exchange is still being wound down by its
             // task becomes ready in a moment; one that closed meanwhile is skipped.
