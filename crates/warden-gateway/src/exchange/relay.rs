@@ -118,6 +118,16 @@ impl Relay {
         self.finish(decision, 200, (!clean).then_some("stream_interrupted"));
     }
 
+    /// The guarded final answer as one JSON body, audited allowed.
+    fn json(&self, status: u16, body: Bytes) -> Answered {
+        self.finish(Decision::Allow, status, None);
+        self.with_session(Answer::Json {
+            status,
+            content_type: Some(JSON.clone()),
+            body,
+        })
+    }
+
     fn with_session(&self, answer: Answer) -> Answered {
         Answered {
             answer,
@@ -152,14 +162,7 @@ impl Relay {
                     return self.refused(&r);
                 }
                 match self.server_parsed(&body, &msg).await {
-                    Ok(out) => {
-                        self.finish(Decision::Allow, status, None);
-                        self.with_session(Answer::Json {
-                            status,
-                            content_type: Some(JSON.clone()),
-                            body: out,
-                        })
-                    }
+                    Ok(out) => self.json(status, out),
                     Err(r) => self.refused(&r),
                 }
             }
@@ -227,15 +230,7 @@ impl Relay {
             && self.is_final_msg(&m)
         {
             return match self.server_parsed(&data, &m).await {
-                Ok(out) => {
-                    let status = self.status_for(&out);
-                    self.finish(Decision::Allow, status, None);
-                    self.with_session(Answer::Json {
-                        status,
-                        content_type: Some(JSON.clone()),
-                        body: out,
-                    })
-                }
+                Ok(out) => self.json(self.status_for(&out), out),
                 Err(r) => self.refused(&r),
             };
         }
