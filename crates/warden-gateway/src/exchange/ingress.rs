@@ -206,10 +206,7 @@ pub async fn post(
     let declared = declared(&params);
     let body_version = declared.clone().flatten();
     ctx.headers = Some(headers.clone());
-    let session_header = headers
-        .get("mcp-session-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    let session_header = headers.get("mcp-session-id").and_then(|v| v.to_str().ok());
 
     let mut session: Option<Arc<SessionState>> = None;
     let mut new_session: Option<String> = None;
@@ -262,19 +259,26 @@ pub async fn post(
                 return refuse(&gw, &ctx, r, msg.id());
             }
         }
-    } else if let (Some(sid), false) = (&session_header, modern) {
+    } else if let (Some(sid), false) = (session_header, modern) {
         ctx.generation = Some(Generation::Session);
-        ctx.session = Some(fingerprint(sid));
         let header = match session_version(&headers) {
             Ok(v) => v,
-            Err(r) => return refuse(&gw, &ctx, r, msg.id()),
+            Err(r) => {
+                ctx.session = Some(fingerprint(sid));
+                return refuse(&gw, &ctx, r, msg.id());
+            }
         };
         ctx.version = Some(header);
         let s = match gw.sessions.get(&owner_of(&ctx), sid) {
             Ok(s) => s,
             // The audit trail keeps the fingerprint of the id that was tried.
-            Err(_) => return refuse(&gw, &ctx, session_not_found(), msg.id()),
+            Err(_) => {
+                ctx.session = Some(fingerprint(sid));
+                return refuse(&gw, &ctx, session_not_found(), msg.id());
+            }
         };
+        // The session's own fingerprint: the same text, computed once when it opened.
+        ctx.session = Some(s.fingerprint.clone());
         let negotiated = *s.version.lock().unwrap_or_else(|p| p.into_inner());
         let present = headers.contains_key("mcp-protocol-version");
         match in_session_version(header, present, negotiated, body_version.as_deref()) {
