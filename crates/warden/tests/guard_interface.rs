@@ -118,12 +118,19 @@ impl Guard for Probe {
         Check::Ready(Ok(()))
     }
     fn server_message<'a>(&'a self, msg: &'a Message<'a>, _ctx: &'a mut Ctx) -> Check<'a> {
+        // Results lose their first SECRET; list answers get the echo tool's description
+        // upper-cased (so every path that carries a list answer shows it met this hook).
         let raw = msg.raw();
-        let Some(at) = raw.windows(6).position(|w| w == b"SECRET") else {
-            return Check::Ready(Verdict::Continue);
+        let (from, to): (&[u8], &[u8]) = (b"SECRET", b"[gone]");
+        let (at, from, to) = match raw.windows(6).position(|w| w == from) {
+            Some(at) => (at, from, to),
+            None => match raw.windows(11).position(|w| w == b"\"echo from ") {
+                Some(at) => (at, &b"\"echo from "[..], &b"\"ECHO from "[..]),
+                None => return Check::Ready(Verdict::Continue),
+            },
         };
         let mut out = raw.to_vec();
-        out.splice(at..at + 6, b"[gone]".iter().copied());
+        out.splice(at..at + from.len(), to.iter().copied());
         Check::Ready(Verdict::Rewrite(out))
     }
     fn list_item<'a>(&'a self, item: &'a ListItem<'a>, ctx: &'a Ctx) -> Check<'a, ItemVerdict> {
@@ -281,6 +288,10 @@ fn list(port: u16, sid: &str) -> Vec<String> {
         r#"{"jsonrpc":"2.0","id":90,"method":"tools/list"}"#,
     );
     let m = messages(&r).into_iter().find(|m| m["id"] == 90).unwrap();
+    assert!(
+        !m.to_string().contains("\"echo from"),
+        "the list answer met the server_message hook: {m}"
+    );
     m["result"]["tools"]
         .as_array()
         .unwrap_or_else(|| panic!("tools/list: {m}"))
@@ -362,6 +373,13 @@ fn session_path(g: &Gw, prefix: &str, logs: &[&std::path::Path]) {
 
     let sid = open(g.port);
     let tools = list(g.port, &sid);
+    let r = post(
+        g.port,
+        Some(&sid),
+        &[],
+        r#"{"jsonrpc":"2.0","id":91,"method":"tools/list"}"#,
+    );
+    assert!(r.text().contains("ECHO from"), "rewritten: {}", r.text());
     assert!(tools.contains(&format!("{prefix}echo")), "{tools:?}");
     assert!(
         !tools.iter().any(|t| t.ends_with("hidden")),
@@ -510,7 +528,7 @@ fn one_http_upstream_json_and_sse() {
         };
         match v["method"].as_str() {
             Some("initialize") => Canned::json(ok(serde_json::json!({"protocolVersion":"2025-11-25","capabilities":{"tools":{}},"serverInfo":{"name":"rec","version":"0"}}))).with_header("mcp-session-id", "up-1"),
-            Some("tools/list") => Canned::json(ok(serde_json::json!({"tools":[{"name":"echo","inputSchema":{"type":"object"}},{"name":"hidden","inputSchema":{"type":"object"}},{"name":"local","inputSchema":{"type":"object"}},{"name":"guarded","inputSchema":{"type":"object"}}]}))),
+            Some("tools/list") => Canned::json(ok(serde_json::json!({"tools":[{"name":"echo","description":"echo from rec","inputSchema":{"type":"object"}},{"name":"hidden","inputSchema":{"type":"object"}},{"name":"local","inputSchema":{"type":"object"}},{"name":"guarded","inputSchema":{"type":"object"}}]}))),
             Some("tools/call") => {
                 let name = v["params"]["name"].as_str().unwrap_or("").to_owned();
                 let q = v["params"]["arguments"]["q"].as_str().unwrap_or("").to_owned();
@@ -530,6 +548,13 @@ fn one_http_upstream_json_and_sse() {
     let g = serve(&upstream_http("rec", &rec.url, None));
     let sid = open(g.port);
     let tools = list(g.port, &sid);
+    let r = post(
+        g.port,
+        Some(&sid),
+        &[],
+        r#"{"jsonrpc":"2.0","id":91,"method":"tools/list"}"#,
+    );
+    assert!(r.text().contains("ECHO from"), "rewritten: {}", r.text());
     assert!(tools.contains(&"echo".to_owned()) && !tools.contains(&"hidden".to_owned()));
     let r = post(
         g.port,
