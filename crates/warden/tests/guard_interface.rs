@@ -163,8 +163,9 @@ fn list(port: u16, sid: &str) -> Vec<String> {
         r#"{"jsonrpc":"2.0","id":90,"method":"tools/list"}"#,
     );
     let m = messages(&r).into_iter().find(|m| m["id"] == 90).unwrap();
+    let text = m.to_string();
     assert!(
-        !m.to_string().contains("\"echo from"),
+        text.contains("\"ECHO from") && !text.contains("\"echo from"),
         "the list answer met the server_message hook: {m}"
     );
     m["result"]["tools"]
@@ -248,13 +249,6 @@ fn session_path(g: &Gw, prefix: &str, logs: &[&std::path::Path]) {
 
     let sid = open(g.port);
     let tools = list(g.port, &sid);
-    let r = post(
-        g.port,
-        Some(&sid),
-        &[],
-        r#"{"jsonrpc":"2.0","id":91,"method":"tools/list"}"#,
-    );
-    assert!(r.text().contains("ECHO from"), "rewritten: {}", r.text());
     assert!(tools.contains(&format!("{prefix}echo")), "{tools:?}");
     assert!(
         !tools.iter().any(|t| t.ends_with("hidden")),
@@ -423,13 +417,6 @@ fn one_http_upstream_json_and_sse() {
     let g = serve(&upstream_http("rec", &rec.url, None));
     let sid = open(g.port);
     let tools = list(g.port, &sid);
-    let r = post(
-        g.port,
-        Some(&sid),
-        &[],
-        r#"{"jsonrpc":"2.0","id":91,"method":"tools/list"}"#,
-    );
-    assert!(r.text().contains("ECHO from"), "rewritten: {}", r.text());
     assert!(tools.contains(&"echo".to_owned()) && !tools.contains(&"hidden".to_owned()));
     let r = post(
         g.port,
