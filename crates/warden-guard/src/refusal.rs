@@ -1,7 +1,6 @@
 //! [`Refusal`]: everything the exchange core needs to answer and audit a denied message.
 
 use std::borrow::Cow;
-
 use std::ops::{Deref, DerefMut};
 
 use http::{HeaderName, HeaderValue};
