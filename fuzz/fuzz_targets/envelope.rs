@@ -1,4 +1,5 @@
-//! Fuzz target `envelope`: untrusted bytes → `Limits::check` → `Message::parse` (P1.1).
+//! Fuzz target `envelope`: untrusted bytes → `Limits::check` → `Message::parse` (P1.1), and the
+//! fused `Limits::check_scanned` → `Message::parse_scanned` the ingress uses, against them.
 //!
 //! Invariants: the linear depth scan agrees with a real JSON parser on valid JSON; a message that
 //! passes the limits and parses is an object whose `jsonrpc` is "2.0"; `id_span()` slices exactly
@@ -75,6 +76,19 @@ fn is_integer_or_string(raw: &str) -> bool {
 fuzz_target!(|data: &[u8]| {
     let limits = Limits::default();
     let checked = limits.check(data);
+    // The fused walk (depth + repeated keys, the ingress path) refuses exactly what `check` does,
+    // and its parse agrees with the plain one.
+    let scanned = limits.check_scanned(data);
+    assert_eq!(
+        checked,
+        scanned.as_ref().map(|_| ()).map_err(Clone::clone),
+        "check_scanned disagrees with check"
+    );
+    if let Ok(s) = scanned {
+        let a = Message::parse(data).map(|m| m.kind());
+        let b = Message::parse_scanned(s).map(|m| m.kind());
+        assert_eq!(a, b, "parse_scanned disagrees with parse");
+    }
     // serde_json's own recursion limit (128) bounds this parse.
     let value: Option<Value> = serde_json::from_slice(data).ok();
 

@@ -9,12 +9,35 @@
 //! different connection workers rarely share a lock.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use warden_guard::Ctx;
 
 const SHARDS: usize = 16;
+
+/// Hashes a call's request id with one multiplication. The ids are Warden's own counter (never
+/// chosen by a client), so the table needs no protection from crafted keys, and the default
+/// SipHash would be most of the cost of the five lookups a call makes.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0 ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type Table = HashMap<u64, Open, BuildHasherDefault<IdHasher>>;
 
 struct Open {
     ctx: Ctx,
@@ -23,7 +46,7 @@ struct Open {
 
 /// The table of calls in flight.
 pub struct InFlight {
-    shards: Vec<Mutex<HashMap<u64, Open>>>,
+    shards: Vec<Mutex<Table>>,
     stopping: AtomicBool,
 }
 
@@ -37,7 +60,7 @@ impl Default for InFlight {
 }
 
 impl InFlight {
-    fn shard(&self, id: u64) -> std::sync::MutexGuard<'_, HashMap<u64, Open>> {
+    fn shard(&self, id: u64) -> std::sync::MutexGuard<'_, Table> {
         self.shards[(id % SHARDS as u64) as usize]
             .lock()
             .unwrap_or_else(|p| p.into_inner())

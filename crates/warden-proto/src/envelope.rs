@@ -107,8 +107,23 @@ pub fn is_batch(raw: &[u8]) -> bool {
 }
 
 impl<'a> Message<'a> {
-    /// Parse one message. Apply [`crate::limits::Limits::check`] first on untrusted input.
+    /// Parse one message. Apply [`crate::limits::Limits::check`] first on untrusted input (or
+    /// use [`Self::parse_scanned`]).
     pub fn parse(raw: &'a [u8]) -> Result<Self, ProtoError> {
+        Self::parse_with(raw, || crate::unique::first_duplicate(raw))
+    }
+
+    /// Parse bytes that passed [`crate::limits::Limits::check_scanned`], whose walk already looked
+    /// for repeated keys.
+    pub fn parse_scanned(scanned: crate::limits::Scanned<'a>) -> Result<Self, ProtoError> {
+        let crate::limits::Scanned { raw, duplicate } = scanned;
+        Self::parse_with(raw, || duplicate)
+    }
+
+    fn parse_with(
+        raw: &'a [u8],
+        duplicate: impl FnOnce() -> Option<String>,
+    ) -> Result<Self, ProtoError> {
         let env: Envelope<'a> = serde_json::from_slice(raw).map_err(|e| match e.classify() {
             serde_json::error::Category::Data => ProtoError::Invalid(data_reason(&e)),
             _ => ProtoError::Parse(e.to_string()),
@@ -125,7 +140,7 @@ impl<'a> Message<'a> {
             return Err(ProtoError::Invalid("\"jsonrpc\" must be \"2.0\""));
         }
         // A key repeated in any object: parsers disagree on which one counts (#13 items 4, 14).
-        if let Some(key) = crate::unique::first_duplicate(raw) {
+        if let Some(key) = duplicate() {
             let id = env
                 .id
                 .filter(|i| check_request_id(i).is_ok())
@@ -374,6 +389,30 @@ mod tests {
                     Err(ProtoError::DuplicateKey { .. })
                 ),
                 "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_scanned_parse_refuses_what_the_plain_one_does() {
+        let limits = crate::limits::Limits::default();
+        for raw in [
+            &br#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#[..],
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","n\u0061me":"b"}}"#,
+            br#"{"jsonrpc":"2.0","id":1,"result":{"x":{"k":1,"k":2}}}"#,
+            br#"{"jsonrpc":"2.0","id":1,"method":7}"#,
+            b"{\"jsonrpc\":",
+        ] {
+            let plain = Message::parse(raw).map(|m| m.kind());
+            let scanned = limits
+                .check_scanned(raw)
+                .map_err(|e| e.to_string())
+                .and_then(|s| Message::parse_scanned(s).map_err(|e| e.to_string()));
+            assert_eq!(
+                plain.map_err(|e| e.to_string()),
+                scanned.map(|m| m.kind()),
+                "{}",
+                String::from_utf8_lossy(raw)
             );
         }
     }

@@ -21,6 +21,7 @@ pub mod limits;
 pub mod splice;
 pub mod sse;
 pub mod strict;
+mod string_end;
 pub mod unique;
 pub mod version;
 

@@ -35,6 +35,32 @@ pub enum LimitError {
 impl Limits {
     /// Check size, UTF-8 and depth of one message. Linear time, no allocation.
     pub fn check(&self, bytes: &[u8]) -> Result<(), LimitError> {
+        self.size_and_utf8(bytes)?;
+        if max_depth(bytes, self.max_depth).is_none() {
+            return Err(LimitError::TooDeep {
+                limit: self.max_depth,
+            });
+        }
+        Ok(())
+    }
+
+    /// [`Self::check`] and, in the same pass over the bytes, the repeated-key scan
+    /// [`crate::Message::parse_scanned`] needs: one walk instead of two on the hot path.
+    pub fn check_scanned<'a>(&self, bytes: &'a [u8]) -> Result<Scanned<'a>, LimitError> {
+        self.size_and_utf8(bytes)?;
+        let walk = crate::unique::walk(bytes, self.max_depth);
+        if walk.too_deep {
+            return Err(LimitError::TooDeep {
+                limit: self.max_depth,
+            });
+        }
+        Ok(Scanned {
+            raw: bytes,
+            duplicate: walk.duplicate,
+        })
+    }
+
+    fn size_and_utf8(&self, bytes: &[u8]) -> Result<(), LimitError> {
         if bytes.len() > self.max_bytes {
             return Err(LimitError::TooLarge {
                 size: bytes.len(),
@@ -46,40 +72,42 @@ impl Limits {
                 at: e.valid_up_to(),
             });
         }
-        if max_depth(bytes, self.max_depth).is_none() {
-            return Err(LimitError::TooDeep {
-                limit: self.max_depth,
-            });
-        }
         Ok(())
+    }
+}
+
+/// Bytes that passed [`Limits::check_scanned`], with what its walk found; only
+/// [`crate::Message::parse_scanned`] reads it, and only for these very bytes.
+#[derive(Debug)]
+pub struct Scanned<'a> {
+    pub(crate) raw: &'a [u8],
+    pub(crate) duplicate: Option<String>,
+}
+
+impl<'a> Scanned<'a> {
+    /// The bytes that were checked.
+    pub fn raw(&self) -> &'a [u8] {
+        self.raw
     }
 }
 
 /// Deepest nesting of `[`/`{` outside strings, or `None` as soon as it exceeds `limit`.
 ///
-/// Inside a string only `"` and `\` matter, so the scan jumps between them with `memchr`
-/// (message bodies are mostly string content).
+/// Inside a string only `"` and `\` matter: the scan jumps to the string's end
+/// ([`crate::string_end`]; message bodies are mostly string content).
 pub fn max_depth(bytes: &[u8], limit: usize) -> Option<usize> {
     let (mut depth, mut deepest) = (0usize, 0usize);
     let mut i = 0;
     while let Some(&b) = bytes.get(i) {
         i += 1;
         match b {
-            b'"' => loop {
-                // The string's end: the next `"` not taken by a `\` escape.
-                let Some(off) = bytes
-                    .get(i..)
-                    .and_then(|rest| memchr::memchr2(b'"', b'\\', rest))
-                else {
+            b'"' => {
+                let (end, _) = crate::string_end::string_end(bytes, i);
+                if end >= bytes.len() {
                     return Some(deepest); // unterminated: nothing after it nests
-                };
-                let at = i + off;
-                if bytes[at] == b'"' {
-                    i = at + 1;
-                    break;
                 }
-                i = at + 2; // skip the escaped byte
-            },
+                i = end + 1;
+            }
             b'[' | b'{' => {
                 depth += 1;
                 if depth > limit {
@@ -111,6 +139,16 @@ mod tests {
             Err(LimitError::TooLarge { .. })
         ));
         assert_eq!(l.check(b"\"\xff\""), Err(LimitError::InvalidUtf8 { at: 1 }));
+        // The walk that also looks for repeated keys refuses exactly the same.
+        for bytes in [
+            &b"{\"a\":[[1]]}"[..],
+            b"[[[[1]]]]",
+            &[b'x'; 17],
+            b"\"\xff\"",
+            b"{\"a\":1,\"a\":[[[[2]]]]}",
+        ] {
+            assert_eq!(l.check(bytes), l.check_scanned(bytes).map(|_| ()));
+        }
     }
 
     #[test]
@@ -160,6 +198,11 @@ mod tests {
             limit in 0usize..6,
         ) {
             proptest::prop_assert_eq!(max_depth(&bytes, limit), reference_depth(&bytes, limit));
+            // The fused walk judges depth the same way.
+            proptest::prop_assert_eq!(
+                crate::unique::walk(&bytes, limit).too_deep,
+                reference_depth(&bytes, limit).is_none()
+            );
         }
     }
 }

@@ -5,7 +5,7 @@
 //! sent it. Keys are compared after unescaping (`"a"` and `"\u0061"` are the same key).
 //!
 //! [`first_duplicate`] walks bytes that have already been parsed as JSON (it does not validate
-//! JSON itself): one pass (string contents skipped with `memchr`), no heap allocation for
+//! JSON itself): one pass (string contents skipped by [`crate::string_end`]), no heap allocation for
 //! messages up to 16 levels deep with up to 32 keys open at once, and a set per object past 16
 //! keys so a huge object stays linear. It runs on every message in both directions, so it is
 //! on the benchmarked path.
@@ -15,9 +15,12 @@ use std::collections::HashSet;
 
 use smallvec::SmallVec;
 
+use crate::string_end::string_end;
+
 const LINEAR: usize = 16;
 const NO_SET: u32 = u32::MAX;
 
+#[derive(Clone, Copy)]
 struct Frame {
     object: bool,
     expect_key: bool,
@@ -26,45 +29,50 @@ struct Frame {
     set: u32,
 }
 
-/// The end of the string whose contents start at `start` (the index of its closing quote, or
-/// `json.len()` when it is unterminated) and whether it has escapes.
-fn string_end(json: &[u8], start: usize) -> (usize, bool) {
-    let mut j = start;
-    let mut escaped = false;
-    while j < json.len() {
-        match memchr::memchr2(b'"', b'\\', &json[j..]) {
-            None => return (json.len(), escaped),
-            Some(k) if json[j + k] == b'"' => return (j + k, escaped),
-            Some(k) => {
-                escaped = true;
-                j += k + 2;
-            }
-        }
-    }
-    (json.len(), escaped)
-}
-
 /// The first key repeated within one object of `json` (unescaped, as text), if any. `json` must
 /// be valid JSON (as `serde_json` accepted it); on anything else the answer is meaningless but
 /// the walk still ends without panicking.
 pub fn first_duplicate(json: &[u8]) -> Option<String> {
-    let mut stack: SmallVec<[Frame; 16]> = SmallVec::new();
+    walk(json, usize::MAX).duplicate
+}
+
+/// What one walk over a message found.
+pub(crate) struct Walk {
+    /// The nesting went past the walk's depth limit (the walk stopped there).
+    pub too_deep: bool,
+    /// The first key repeated within one object.
+    pub duplicate: Option<String>,
+}
+
+/// The walk: repeated keys and, in the same pass, nesting deeper than `depth_limit` (counted
+/// like [`crate::limits::max_depth`]: the open `[` and `{` outside strings). With a finite limit
+/// the walk goes on past a repeated key, so that the depth limit is judged on the whole message.
+pub(crate) fn walk(json: &[u8], depth_limit: usize) -> Walk {
+    // The innermost open array or object lives in `cur` (outside any: not an object); the ones
+    // around it wait on `outer`, so reading a key touches no stack at all.
+    const TOP: Frame = Frame {
+        object: false,
+        expect_key: false,
+        keys_from: 0,
+        set: NO_SET,
+    };
+    let mut cur = TOP;
+    let mut outer: SmallVec<[Frame; 16]> = SmallVec::new();
     let mut keys: SmallVec<[Cow<'_, [u8]>; 32]> = SmallVec::new();
     let mut sets: Vec<HashSet<Vec<u8>>> = Vec::new();
+    let mut duplicate: Option<String> = None;
     let mut i = 0;
-    while i < json.len() {
-        match json[i] {
+    while let Some(&b) = json.get(i) {
+        i += 1;
+        match b {
             b'"' => {
-                let start = i + 1;
+                let start = i;
                 let (end, escaped) = string_end(json, start);
                 i = end + 1;
-                let Some(top) = stack.last_mut() else {
-                    continue;
-                };
-                if !(top.object && top.expect_key) {
+                if !(cur.object && cur.expect_key) || duplicate.is_some() {
                     continue;
                 }
-                top.expect_key = false;
+                cur.expect_key = false;
                 let key: Cow<'_, [u8]> = if escaped {
                     match serde_json::from_slice::<String>(
                         &json[start - 1..(end + 1).min(json.len())],
@@ -75,47 +83,59 @@ pub fn first_duplicate(json: &[u8]) -> Option<String> {
                 } else {
                     Cow::Borrowed(&json[start..end])
                 };
-                let from = top.keys_from as usize;
-                if let Some(set) = sets.get_mut(top.set as usize) {
-                    if !set.insert(key.to_vec()) {
-                        return Some(String::from_utf8_lossy(&key).into_owned());
+                let from = cur.keys_from as usize;
+                let repeated = match sets.get_mut(cur.set as usize) {
+                    Some(set) => !set.insert(key.to_vec()),
+                    None => keys[from..].contains(&key),
+                };
+                if repeated {
+                    duplicate = Some(String::from_utf8_lossy(&key).into_owned());
+                    if depth_limit == usize::MAX {
+                        break;
                     }
                     continue;
                 }
-                if keys[from..].contains(&key) {
-                    return Some(String::from_utf8_lossy(&key).into_owned());
+                if cur.set != NO_SET {
+                    continue;
                 }
                 keys.push(key);
                 if keys.len() - from > LINEAR {
-                    top.set = sets.len() as u32;
+                    cur.set = sets.len() as u32;
                     sets.push(keys.drain(from..).map(Cow::into_owned).collect());
                 }
-                continue;
             }
-            b'{' | b'[' => stack.push(Frame {
-                object: json[i] == b'{',
-                expect_key: json[i] == b'{',
-                keys_from: keys.len() as u32,
-                set: NO_SET,
-            }),
+            b'{' | b'[' => {
+                if outer.len() >= depth_limit {
+                    return Walk {
+                        too_deep: true,
+                        duplicate,
+                    };
+                }
+                outer.push(cur);
+                cur = Frame {
+                    object: b == b'{',
+                    expect_key: b == b'{',
+                    keys_from: keys.len() as u32,
+                    set: NO_SET,
+                };
+            }
             b'}' | b']' => {
-                if let Some(f) = stack.pop() {
-                    keys.truncate(f.keys_from as usize);
-                    if f.set != NO_SET {
-                        sets.truncate(f.set as usize);
+                if let Some(parent) = outer.pop() {
+                    keys.truncate(cur.keys_from as usize);
+                    if cur.set != NO_SET {
+                        sets.truncate(cur.set as usize);
                     }
+                    cur = parent;
                 }
             }
-            b',' => {
-                if let Some(top) = stack.last_mut() {
-                    top.expect_key = top.object;
-                }
-            }
+            b',' => cur.expect_key = cur.object,
             _ => {}
         }
-        i += 1;
     }
-    None
+    Walk {
+        too_deep: false,
+        duplicate,
+    }
 }
 
 #[cfg(test)]
@@ -181,6 +201,96 @@ mod tests {
         };
         assert_eq!(dup(deep("c").as_bytes()), None);
         assert_eq!(dup(deep("a0").as_bytes()).as_deref(), Some("a0"));
+    }
+
+    /// Does any object of `json` repeat a key? Read by serde_json itself (keys unescaped).
+    fn reference(json: &str) -> Option<bool> {
+        use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
+        struct Any(bool);
+        impl<'de> serde::Deserialize<'de> for Any {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                d.deserialize_any(V)
+            }
+        }
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Any;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("JSON")
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Any, E> {
+                Ok(Any(false))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Any, E> {
+                Ok(Any(false))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Any, E> {
+                Ok(Any(false))
+            }
+            fn visit_unit<E>(self) -> Result<Any, E> {
+                Ok(Any(false))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<Any, A::Error> {
+                let mut dup = false;
+                while let Some(Any(d)) = a.next_element()? {
+                    dup |= d;
+                }
+                Ok(Any(dup))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Any, A::Error> {
+                let (mut dup, mut seen) = (false, std::collections::HashSet::new());
+                while let Some((k, Any(d))) = a.next_entry::<String, Any>()? {
+                    dup |= d | !seen.insert(k);
+                }
+                Ok(Any(dup))
+            }
+        }
+        serde_json::from_str::<Any>(json).ok().map(|a| a.0)
+    }
+
+    /// JSON text with objects of few, short keys (some spelt with escapes), so that repeats,
+    /// nesting and objects past the inline sizes all occur.
+    fn json_text() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let key = prop_oneof![
+            Just("a".to_string()),
+            Just("\\u0061".to_string()),
+            Just("b".to_string()),
+            Just("k\\\"".to_string()),
+            (0u8..40).prop_map(|n| format!("k{n}")),
+        ];
+        let leaf = prop_oneof![
+            Just("1".to_string()),
+            Just("\"s, {[\\\"\"".to_string()),
+            Just("null".to_string()),
+        ];
+        leaf.prop_recursive(5, 200, 40, move |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6)
+                    .prop_map(|v| format!("[{}]", v.join(","))),
+                proptest::collection::vec((key.clone(), inner.clone()), 0..40).prop_map(|v| {
+                    let members: Vec<String> =
+                        v.iter().map(|(k, x)| format!("\"{k}\":{x}")).collect();
+                    format!("{{{}}}", members.join(","))
+                }),
+                // Past the inline sizes: many distinct keys, then perhaps one seen before.
+                (17usize..40, proptest::option::of(0usize..45), inner).prop_map(|(n, again, x)| {
+                    let mut members: Vec<String> =
+                        (0..n).map(|i| format!("\"k{i}\":{x}")).collect();
+                    members.extend(again.map(|r| format!("\"k{r}\":1")));
+                    format!("{{{}}}", members.join(","))
+                }),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn agrees_with_serde_json_on_which_messages_repeat_a_key(json in json_text()) {
+            let expected = reference(&json);
+            proptest::prop_assert!(expected.is_some(), "generated invalid JSON: {}", json);
+            proptest::prop_assert_eq!(dup(json.as_bytes()).is_some(), expected.unwrap(), "{}", json);
+        }
     }
 
     #[test]

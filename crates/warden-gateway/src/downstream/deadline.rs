@@ -14,6 +14,7 @@
 //! atomic add; an HTTP/2 request also counts its stream open and ended (an `Arc` clone carried
 //! by the response body).
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
@@ -89,6 +90,38 @@ impl<B: Body + Unpin> Body for Tracked<B> {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+/// What a connection's task waits for besides hyper's connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// Warden is draining (shutting down).
+    Drain,
+    /// The connection's timer fired.
+    Deadline,
+}
+
+/// Warden's drain signal and the connection's timer as one future, to be polled only when one
+/// of them wakes (wrapped in [`super::gate::Gated`]), not on every wake of the connection.
+pub struct Watch<'a, D> {
+    pub drain: D,
+    pub timer: Pin<&'a mut tokio::time::Sleep>,
+    /// The timer is watched (`false` once it has nothing more to watch: [`Step::Stop`]).
+    pub armed: bool,
+}
+
+impl<D: Future + Unpin> Future for Watch<'_, D> {
+    type Output = Event;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Event> {
+        if Pin::new(&mut self.drain).poll(cx).is_ready() {
+            return Poll::Ready(Event::Drain);
+        }
+        if self.armed && self.timer.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Event::Deadline);
+        }
+        Poll::Pending
     }
 }
 

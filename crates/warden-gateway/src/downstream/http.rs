@@ -20,7 +20,8 @@ use warden_guard::{Ctx, Front, HttpFacts, Refusal};
 use warden_proto::error::code;
 
 use super::body::{ChannelBody, Response};
-use super::deadline::{self, Activity, Phase, Step, Tracked};
+use super::deadline::{self, Activity, Event, Phase, Step, Tracked, Watch};
+use super::gate::Gated;
 use super::respond;
 use super::workers::{self, Accepted, Draining, Workers};
 use crate::exchange::{self, answer::Answered, answer::Early};
@@ -204,52 +205,60 @@ async fn serve_connection(gw: Arc<Gateway>, conn: Accepted, mut draining: Draini
     let mut phase = Phase::First;
     let drain = async { drop(draining.wait_for(|d| *d).await) };
     tokio::pin!(drain);
+    // Polled only when the drain signal or the timer wakes, not on every wake of `conn`.
+    let mut watch = Gated::new(Watch {
+        drain: drain.as_mut(),
+        timer: timer.as_mut(),
+        armed: true,
+    });
     let ended = loop {
         tokio::select! {
             r = conn.as_mut() => break r,
-            _ = &mut drain => {
-                // Shutting down: finish the request in flight, then close (HTTP/1.1: no
-                // keep-alive; HTTP/2: GOAWAY).
-                conn.as_mut().graceful_shutdown();
-                break conn.as_mut().await;
-            }
-            _ = &mut timer, if phase != Phase::Off => match deadline::on_expiry(
-                &activity, phase, idle
-            ) {
-                Step::FirstRequestTimeout => {
-                    audit_connection(
-                        &gw,
-                        peer,
-                        "connection.timeout",
-                        Deny,
-                        "first_request_timeout",
-                        "P4.4",
-                        "send a complete request head promptly after connecting \
-                         (server.first_request_timeout_ms)",
-                    );
-                    drop(permit);
-                    return;
-                }
-                Step::Idle => {
-                    audit_connection(
-                        &gw,
-                        peer,
-                        "connection.timeout",
-                        Info,
-                        "idle_timeout",
-                        "P4.4",
-                        "the HTTP/2 connection had no open stream for server.idle_timeout_secs; \
-                         reconnect when needed",
-                    );
+            event = &mut watch => match event {
+                Event::Drain => {
+                    // Shutting down: finish the request in flight, then close (HTTP/1.1: no
+                    // keep-alive; HTTP/2: GOAWAY).
                     conn.as_mut().graceful_shutdown();
-                    let _ = tokio::time::timeout(header_timeout, conn.as_mut()).await;
-                    break Ok(());
+                    break conn.as_mut().await;
                 }
-                Step::Rearm { after, phase: next } => {
-                    phase = next;
-                    timer.as_mut().reset(tokio::time::Instant::now() + after);
-                }
-                Step::Stop => phase = Phase::Off,
+                Event::Deadline => match deadline::on_expiry(&activity, phase, idle) {
+                    Step::FirstRequestTimeout => {
+                        audit_connection(
+                            &gw,
+                            peer,
+                            "connection.timeout",
+                            Deny,
+                            "first_request_timeout",
+                            "P4.4",
+                            "send a complete request head promptly after connecting \
+                             (server.first_request_timeout_ms)",
+                        );
+                        drop(permit);
+                        return;
+                    }
+                    Step::Idle => {
+                        audit_connection(
+                            &gw,
+                            peer,
+                            "connection.timeout",
+                            Info,
+                            "idle_timeout",
+                            "P4.4",
+                            "the HTTP/2 connection had no open stream for server.idle_timeout_secs; \
+                             reconnect when needed",
+                        );
+                        conn.as_mut().graceful_shutdown();
+                        let _ = tokio::time::timeout(header_timeout, conn.as_mut()).await;
+                        break Ok(());
+                    }
+                    Step::Rearm { after, phase: next } => {
+                        phase = next;
+                        let w = watch.get_mut();
+                        w.timer.as_mut().reset(tokio::time::Instant::now() + after);
+                        watch.repoll();
+                    }
+                    Step::Stop => watch.get_mut().armed = false,
+                },
             },
         }
     };

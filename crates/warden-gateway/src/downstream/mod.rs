@@ -4,6 +4,7 @@
 
 pub mod body;
 pub mod deadline;
+mod gate;
 pub mod http;
 pub mod respond;
 pub mod stdio;

@@ -16,7 +16,7 @@ use http::{HeaderMap, HeaderValue};
 use serde_json::{Map, Value};
 use warden_audit::Decision;
 use warden_guard::{Ctx, ListKind};
-use warden_proto::{Generation, Message};
+use warden_proto::Message;
 
 use super::fanout;
 use super::merge::merge_list;
@@ -34,7 +34,7 @@ pub(super) async fn target(
     session: Option<&SessionState>,
 ) -> Target {
     let mut own = Catalog::default();
-    let kinds = match resolve(gw, ctx.generation, msg, session, &own) {
+    let kinds = match resolve(gw, ctx, msg, session, &own) {
         Target::Unlisted(kinds) => kinds,
         t => return t,
     };
@@ -42,7 +42,7 @@ pub(super) async fn target(
         // Boxed: the rare path's state stays out of every exchange's future.
         Box::pin(fill(gw, ctx, msg, headers, session, *kind, &mut own)).await;
     }
-    match resolve(gw, ctx.generation, msg, session, &own) {
+    match resolve(gw, ctx, msg, session, &own) {
         Target::Unlisted(_) => Target::Nowhere(route::unknown_name()),
         t => t,
     }
@@ -50,11 +50,12 @@ pub(super) async fn target(
 
 fn resolve(
     gw: &Gateway,
-    generation: Option<Generation>,
+    ctx: &Ctx,
     msg: &Message<'_>,
     session: Option<&SessionState>,
     own: &Catalog,
 ) -> Target {
+    let (generation, named) = (ctx.generation, ctx.tool.as_ref());
     match session {
         // One upstream: every message goes to it, no catalog is read (or locked).
         Some(s) if gw.upstreams.len() > 1 => route::resolve(
@@ -62,8 +63,9 @@ fn resolve(
             msg,
             generation,
             &s.catalog.lock().unwrap_or_else(|p| p.into_inner()),
+            named,
         ),
-        _ => route::resolve(gw, msg, generation, own),
+        _ => route::resolve(gw, msg, generation, own, named),
     }
 }
 

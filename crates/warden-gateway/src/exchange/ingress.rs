@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName, HeaderValue};
 use warden_audit::Decision;
 use warden_guard::{Ctx, Refusal, Route};
 use warden_proto::envelope::Params;
@@ -22,6 +22,9 @@ use crate::gateway::{Gateway, Link, SessionState};
 use crate::session::fingerprint;
 use crate::standalone::Opened;
 use crate::upstream::Reply;
+
+const MCP_PROTOCOL_VERSION: HeaderName = HeaderName::from_static("mcp-protocol-version");
+const MCP_SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
 
 fn bad(
     status: u16,
@@ -69,7 +72,12 @@ fn envelope_of<'a>(
     hint: &'static str,
 ) -> Result<Message<'a>, (Refusal, Option<Box<serde_json::value::RawValue>>)> {
     let plain = |r| (r, None);
-    gw.limits.check(raw).map_err(limit_refusal).map_err(plain)?;
+    // One walk: the depth limit and the repeated-key rule the parse applies.
+    let scanned = gw
+        .limits
+        .check_scanned(raw)
+        .map_err(limit_refusal)
+        .map_err(plain)?;
     if envelope::is_batch(raw) {
         return Err(plain(bad(
             400,
@@ -79,7 +87,7 @@ fn envelope_of<'a>(
             "send one message at a time (batches exist only in 2025-03-26, which Warden relays one message at a time)",
         )));
     }
-    Message::parse(raw).map_err(|e| {
+    Message::parse_scanned(scanned).map_err(|e| {
         let id = e
             .id()
             .and_then(|i| serde_json::value::RawValue::from_string(i.to_owned()).ok());
@@ -89,8 +97,8 @@ fn envelope_of<'a>(
 
 /// The session-based generation's `MCP-Protocol-Version` header rule: absent → 2025-03-26;
 /// present and unknown → 400.
-fn session_version(headers: &HeaderMap) -> Result<ProtocolVersion, Refusal> {
-    match headers.get("mcp-protocol-version").map(|v| {
+fn session_version(header: Option<&HeaderValue>) -> Result<ProtocolVersion, Refusal> {
+    match header.map(|v| {
         v.to_str()
             .ok()
             .and_then(|s| ProtocolVersion::parse(s.trim()))
@@ -125,9 +133,8 @@ fn declared(params: &Params<'_>) -> Option<Option<String>> {
 }
 
 /// Does this session-less message belong to the stateless generation?
-fn is_stateless(headers: &HeaderMap, declared: Option<&Option<String>>) -> bool {
-    let header = headers
-        .get("mcp-protocol-version")
+fn is_stateless(header: Option<&HeaderValue>, declared: Option<&Option<String>>) -> bool {
+    let header = header
         .and_then(|v| v.to_str().ok())
         .and_then(|s| ProtocolVersion::parse(s.trim()));
     if header.map(ProtocolVersion::generation) == Some(Generation::Stateless) {
@@ -140,16 +147,12 @@ fn is_stateless(headers: &HeaderMap, declared: Option<&Option<String>>) -> bool 
 /// header or its `_meta`)? Then it is a stateless message (a dual-era server serves a request
 /// with modern `_meta` statelessly; 2026-07-28 ignores `Mcp-Session-Id`), and meets every rule
 /// of that generation (#13 item 7).
-fn names_stateless_version(headers: &HeaderMap, body_version: Option<&str>) -> bool {
+fn names_stateless_version(header: Option<&HeaderValue>, body_version: Option<&str>) -> bool {
     let stateless = |v: Option<&str>| {
         v.and_then(|v| ProtocolVersion::parse(v.trim()))
             .is_some_and(|v| v.generation() == Generation::Stateless)
     };
-    stateless(
-        headers
-            .get("mcp-protocol-version")
-            .and_then(|v| v.to_str().ok()),
-    ) || stateless(body_version)
+    stateless(header.and_then(|v| v.to_str().ok())) || stateless(body_version)
 }
 
 /// The session-based rule of a session's version (E9, #13 item 7): a request of the session
@@ -206,7 +209,9 @@ pub async fn post(
     let declared = declared(&params);
     let body_version = declared.clone().flatten();
     ctx.headers = Some(headers.clone());
-    let session_header = headers.get("mcp-session-id").and_then(|v| v.to_str().ok());
+    let session_header = headers.get(&MCP_SESSION_ID).and_then(|v| v.to_str().ok());
+    // Read once: the generation, the session's version rule and the version check all use it.
+    let version_header = headers.get(&MCP_PROTOCOL_VERSION);
 
     let mut session: Option<Arc<SessionState>> = None;
     let mut new_session: Option<String> = None;
@@ -215,8 +220,8 @@ pub async fn post(
     // that names a stateless version is stateless all the same: the session id is ignored and
     // every rule of that generation applies.
     let modern = match session_header {
-        None => is_stateless(&headers, declared.as_ref()),
-        Some(_) => names_stateless_version(&headers, body_version.as_deref()),
+        None => is_stateless(version_header, declared.as_ref()),
+        Some(_) => names_stateless_version(version_header, body_version.as_deref()),
     };
     if msg.method() == Some("initialize") && !modern {
         if session_header.is_some() {
@@ -261,7 +266,7 @@ pub async fn post(
         }
     } else if let (Some(sid), false) = (session_header, modern) {
         ctx.generation = Some(Generation::Session);
-        let header = match session_version(&headers) {
+        let header = match session_version(version_header) {
             Ok(v) => v,
             Err(r) => {
                 ctx.session = Some(fingerprint(sid));
@@ -280,7 +285,7 @@ pub async fn post(
         // The session's own fingerprint: the same text, computed once when it opened.
         ctx.session = Some(s.fingerprint.clone());
         let negotiated = *s.version.lock().unwrap_or_else(|p| p.into_inner());
-        let present = headers.contains_key("mcp-protocol-version");
+        let present = version_header.is_some();
         match in_session_version(header, present, negotiated, body_version.as_deref()) {
             Ok(v) => ctx.version = Some(v),
             Err(r) => return refuse(&gw, &ctx, r, msg.id()),
@@ -421,13 +426,13 @@ fn session_of(
     };
     ctx.session = Some(fingerprint(&sid));
     ctx.generation = Some(Generation::Session);
-    let header = session_version(headers)?;
+    let header = session_version(headers.get(&MCP_PROTOCOL_VERSION))?;
     let s = gw
         .sessions
         .get(&owner_of(ctx), &sid)
         .map_err(|_| session_not_found())?;
     let negotiated = *s.version.lock().unwrap_or_else(|p| p.into_inner());
-    let present = headers.contains_key("mcp-protocol-version");
+    let present = headers.contains_key(&MCP_PROTOCOL_VERSION);
     ctx.version = Some(in_session_version(header, present, negotiated, None)?);
     Ok((sid, s))
 }

@@ -58,21 +58,20 @@ pub enum Target {
 }
 
 /// Decide where `msg` goes; `cat` is the catalog of the message's scope (its session's, or the
-/// request's own).
+/// request's own); `named` is the name or URI the message is about as [`super::describe`] read
+/// it into `ctx.tool` (read once per message).
 pub fn resolve(
     gw: &Gateway,
     msg: &Message<'_>,
     generation: Option<Generation>,
     cat: &Catalog,
+    named: Option<&Arc<str>>,
 ) -> Target {
     if gw.upstreams.len() == 1 {
         let mut route = Route::to(0, gw.upstreams[0].name.clone());
-        if let Ok(p) = msg.params_view()
-            && let Some(n) = p.name.as_deref().or(p.uri.as_deref())
-        {
-            let n: Arc<str> = crate::gateway::truncate_shared(n, 256);
+        if let Some(n) = named {
             route.original = Some(n.clone());
-            route.exposed = Some(n);
+            route.exposed = Some(n.clone());
         }
         return Target::One {
             route,
@@ -138,11 +137,7 @@ pub fn resolve(
         }
         Lookup::Invalid => return Target::Nowhere(unknown_name()),
     };
-    let exposed = msg.params_view().ok().and_then(|p| {
-        p.name
-            .or(p.uri)
-            .map(|n| crate::gateway::truncate_shared(&n, 256))
-    });
+    let exposed = named.cloned();
     let route = Route {
         original: original
             .map(|o| crate::gateway::truncate_shared(&o, 256))
