@@ -5,10 +5,13 @@
 //! sent it. Keys are compared after unescaping (`"a"` and `"\u0061"` are the same key).
 //!
 //! [`first_duplicate`] walks bytes that have already been parsed as JSON (it does not validate
-//! JSON itself): one pass (string contents skipped by [`crate::string_end`]), no heap allocation for
-//! messages up to 16 levels deep with up to 32 keys open at once, and a set per object past 16
-//! keys so a huge object stays linear. It runs on every message in both directions, so it is
-//! on the benchmarked path.
+//! JSON itself); [`crate::limits::Limits::check_scanned`] runs the same walk before the parse,
+//! judging the depth limit in the same pass. One pass, string contents skipped by
+//! [`crate::string_end`]. Nearly every message is read by `walk_small` (fixed arrays on the
+//! stack, keys as spans of the message: up to 16 levels, 32 keys open at once, 16 per object, no
+//! escaped key); a bigger one is read again from the start by `walk_any`, whose stacks grow and
+//! which gives an object past 16 keys a set, so a huge object stays linear. It runs on every
+//! message in both directions, so it is on the benchmarked path.
 
 use std::borrow::Cow;
 use std::collections::HashSet;
@@ -19,6 +22,9 @@ use crate::string_end::string_end;
 
 const LINEAR: usize = 16;
 const NO_SET: u32 = u32::MAX;
+/// Nesting and keys open at once that [`walk_small`] keeps on the stack.
+const SMALL_DEPTH: usize = 16;
+const SMALL_KEYS: usize = 32;
 
 #[derive(Clone, Copy)]
 struct Frame {
@@ -28,6 +34,14 @@ struct Frame {
     /// Index into the walk's sets once this object has more than [`LINEAR`] keys.
     set: u32,
 }
+
+/// Outside any array or object (strings there are not keys).
+const TOP: Frame = Frame {
+    object: false,
+    expect_key: false,
+    keys_from: 0,
+    set: NO_SET,
+};
 
 /// The first key repeated within one object of `json` (unescaped, as text), if any. `json` must
 /// be valid JSON (as `serde_json` accepted it); on anything else the answer is meaningless but
@@ -48,14 +62,97 @@ pub(crate) struct Walk {
 /// like [`crate::limits::max_depth`]: the open `[` and `{` outside strings). With a finite limit
 /// the walk goes on past a repeated key, so that the depth limit is judged on the whole message.
 pub(crate) fn walk(json: &[u8], depth_limit: usize) -> Walk {
+    walk_small(json, depth_limit).unwrap_or_else(|| walk_any(json, depth_limit))
+}
+
+/// The walk for the messages nearly all are: nesting up to [`SMALL_DEPTH`], up to
+/// [`SMALL_KEYS`] keys open at once and [`LINEAR`] per object, no key spelt with escapes. Fixed
+/// arrays on the stack, keys kept as spans of the message. `None` as soon as the message is
+/// bigger than that: [`walk_any`] then reads it from the start.
+fn walk_small(json: &[u8], depth_limit: usize) -> Option<Walk> {
+    if json.len() > u32::MAX as usize {
+        return None;
+    }
+    let mut outer = [TOP; SMALL_DEPTH];
+    let mut depth = 0usize;
+    let mut keys = [(0u32, 0u32); SMALL_KEYS];
+    let mut open = 0usize;
+    let mut cur = TOP;
+    let mut repeated: Option<(usize, usize)> = None;
+    let mut i = 0;
+    while let Some(&b) = json.get(i) {
+        i += 1;
+        match b {
+            b'"' => {
+                let start = i;
+                let (end, escaped) = string_end(json, start);
+                i = end + 1;
+                if !(cur.object && cur.expect_key) || repeated.is_some() {
+                    continue;
+                }
+                cur.expect_key = false;
+                if escaped {
+                    return None;
+                }
+                let key = json.get(start..end)?;
+                let from = cur.keys_from as usize;
+                let seen = keys.get(from..open)?.iter().any(|&(s, l)| {
+                    l as usize == key.len() && json.get(s as usize..(s + l) as usize) == Some(key)
+                });
+                if seen {
+                    if depth_limit == usize::MAX {
+                        return Some(Walk {
+                            too_deep: false,
+                            duplicate: Some(String::from_utf8_lossy(key).into_owned()),
+                        });
+                    }
+                    repeated = Some((start, end));
+                    continue;
+                }
+                if open - from >= LINEAR {
+                    return None;
+                }
+                *keys.get_mut(open)? = (start as u32, (end - start) as u32);
+                open += 1;
+            }
+            b'{' | b'[' => {
+                if depth >= depth_limit {
+                    return Some(Walk {
+                        too_deep: true,
+                        duplicate: None,
+                    });
+                }
+                *outer.get_mut(depth)? = cur;
+                depth += 1;
+                cur = Frame {
+                    object: b == b'{',
+                    expect_key: b == b'{',
+                    keys_from: open as u32,
+                    set: NO_SET,
+                };
+            }
+            b'}' | b']' if depth > 0 => {
+                open = cur.keys_from as usize;
+                depth -= 1;
+                cur = outer[depth];
+            }
+            b',' => cur.expect_key = cur.object,
+            _ => {}
+        }
+    }
+    Some(Walk {
+        too_deep: false,
+        duplicate: repeated
+            .and_then(|(s, e)| json.get(s..e))
+            .map(|k| String::from_utf8_lossy(k).into_owned()),
+    })
+}
+
+/// The walk for any message: the stacks grow past the inline sizes, an object past [`LINEAR`]
+/// keys gets a set, escaped keys are compared unescaped.
+fn walk_any(json: &[u8], depth_limit: usize) -> Walk {
     // The innermost open array or object lives in `cur` (outside any: not an object); the ones
     // around it wait on `outer`, so reading a key touches no stack at all.
-    const TOP: Frame = Frame {
-        object: false,
-        expect_key: false,
-        keys_from: 0,
-        set: NO_SET,
-    };
     let mut cur = TOP;
     let mut outer: SmallVec<[Frame; 16]> = SmallVec::new();
     let mut keys: SmallVec<[Cow<'_, [u8]>; 32]> = SmallVec::new();
