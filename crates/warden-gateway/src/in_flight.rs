@@ -68,10 +68,7 @@ impl InFlight {
 
     /// Register a call (its context as the interruption event will name it), held once.
     pub fn begin(&self, ctx: &Ctx) {
-        let mut ctx = ctx.clone();
-        ctx.client_channel = None;
-        ctx.state = None;
-        ctx.headers = None;
+        let ctx = ctx.detached();
         self.shard(ctx.request_id.0)
             .insert(ctx.request_id.0, Open { ctx, holders: 1 });
     }

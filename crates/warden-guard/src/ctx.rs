@@ -115,6 +115,34 @@ impl std::fmt::Debug for Ctx {
 }
 
 impl Ctx {
+    /// This context without what ties it to the live exchange — the client and upstream
+    /// channels, the session state handle, the HTTP headers — built field by field (no count
+    /// raised and dropped again): what a record of the call kept apart from it needs (the calls
+    /// in flight, audited if they are interrupted).
+    pub fn detached(&self) -> Ctx {
+        Ctx {
+            request_id: self.request_id,
+            started: self.started,
+            front: self.front,
+            client: self.client,
+            client_label: self.client_label.clone(),
+            principal: self.principal.clone(),
+            session: self.session.clone(),
+            state: None,
+            version: self.version,
+            generation: self.generation,
+            headers: None,
+            param_headers: self.param_headers.clone(),
+            route: self.route.clone(),
+            method: self.method.clone(),
+            tool: self.tool.clone(),
+            risk: self.risk,
+            facts: self.facts.clone(),
+            client_channel: None,
+            upstream_channel: None,
+        }
+    }
+
     /// A context for a message that arrived now.
     pub fn new(
         request_id: RequestId,

@@ -86,4 +86,4 @@ pub use session::{
     Decode, Erased, MemoryStore, SessionKey, SessionRef, SessionStore, Slot, StoreError, Stored,
 };
 pub use upstream::{Listed, UpstreamChannel};
-pub use verdict::{BoxFuture, Check, ItemVerdict, LocalResponse, Verdict};
+pub use verdict::{BoxFuture, Check, ItemVerdict, LocalResponse, Resolve, Verdict};

@@ -346,7 +346,8 @@ async fn one(
         msg
     };
     if ctx.generation == Some(Generation::Stateless) {
-        let r = match gw.speaks_stateless(idx).await {
+        // Boxed, like the standalone stream below: rare paths, kept out of every call's future.
+        let r = match Box::pin(gw.speaks_stateless(idx)).await {
             Ok(true) => None,
             Ok(false) => Some(generation_refusal(&gw.upstreams[idx].cfg.name)),
             Err(e) => Some(upstream_refusal(&e)),
@@ -376,7 +377,7 @@ async fn one(
         *session_id.lock().unwrap_or_else(|p| p.into_inner()) = Some(sid);
     }
     if let (Some(s), Some("notifications/initialized")) = (&session, fwd.method()) {
-        gw.open_standalone(idx, s, headers).await;
+        Box::pin(gw.open_standalone(idx, s, headers)).await;
     }
     let on_final: Option<relay::OnFinal> = match (&session, is_init) {
         (Some(s), true) => {
