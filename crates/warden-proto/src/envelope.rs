@@ -74,7 +74,7 @@ struct Envelope<'a> {
     jsonrpc: Option<&'a RawValue>,
     #[serde(borrow, default, deserialize_with = "present")]
     id: Option<&'a RawValue>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "borrowed_str")]
     method: Option<Cow<'a, str>>,
     #[serde(borrow, default, deserialize_with = "present")]
     params: Option<&'a RawValue>,
@@ -82,6 +82,15 @@ struct Envelope<'a> {
     result: Option<&'a RawValue>,
     #[serde(borrow, default, deserialize_with = "present")]
     error: Option<&'a RawValue>,
+}
+
+/// An optional string borrowed from the input when it has no escapes. (`#[serde(borrow)]` on an
+/// `Option<Cow<str>>` does not borrow: serde allocates every such string. These are read for
+/// every message in both directions.)
+fn borrowed_str<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Cow<'de, str>>, D::Error> {
+    #[derive(Deserialize)]
+    struct Borrowed<'a>(#[serde(borrow)] Cow<'a, str>);
+    Option::<Borrowed<'de>>::deserialize(d).map(|o| o.map(|Borrowed(s)| s))
 }
 
 /// A present field is `Some` even when its value is `null` (serde's `Option` would say `None`).
@@ -110,21 +119,25 @@ impl<'a> Message<'a> {
     /// Parse one message. Apply [`crate::limits::Limits::check`] first on untrusted input (or
     /// use [`Self::parse_scanned`]).
     pub fn parse(raw: &'a [u8]) -> Result<Self, ProtoError> {
-        Self::parse_with(raw, || crate::unique::first_duplicate(raw))
+        let text = std::str::from_utf8(raw).map_err(|e| ProtoError::Parse(e.to_string()))?;
+        Self::parse_with(text, || crate::unique::first_duplicate(raw))
     }
 
     /// Parse bytes that passed [`crate::limits::Limits::check_scanned`], whose walk already looked
     /// for repeated keys.
     pub fn parse_scanned(scanned: crate::limits::Scanned<'a>) -> Result<Self, ProtoError> {
-        let crate::limits::Scanned { raw, duplicate } = scanned;
-        Self::parse_with(raw, || duplicate)
+        let crate::limits::Scanned { text, duplicate } = scanned;
+        Self::parse_with(text, || duplicate)
     }
 
+    /// `text` is the message, known to be UTF-8: serde_json reads it as `str` and does not check
+    /// the UTF-8 of every value it borrows again.
     fn parse_with(
-        raw: &'a [u8],
+        text: &'a str,
         duplicate: impl FnOnce() -> Option<String>,
     ) -> Result<Self, ProtoError> {
-        let env: Envelope<'a> = serde_json::from_slice(raw).map_err(|e| match e.classify() {
+        let raw = text.as_bytes();
+        let env: Envelope<'a> = serde_json::from_str(text).map_err(|e| match e.classify() {
             serde_json::error::Category::Data => ProtoError::Invalid(data_reason(&e)),
             _ => ProtoError::Parse(e.to_string()),
         })?;
@@ -245,9 +258,9 @@ impl<'a> Message<'a> {
 /// The fields of `params` Warden reads; the rest stays in the bytes.
 #[derive(Debug, Default, Deserialize)]
 pub struct Params<'a> {
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrowed_str")]
     pub name: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrowed_str")]
     pub uri: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     pub arguments: Option<&'a RawValue>,
@@ -364,6 +377,12 @@ mod tests {
         assert_eq!(&raw[span], br#""q\"1""#);
         let p = m.params_view().unwrap();
         assert_eq!(p.name.as_deref(), Some("echo"));
+        // Borrowed from the bytes, not copied (they are read on every message).
+        assert!(matches!(p.name, Some(Cow::Borrowed(_))));
+        assert!(matches!(m.method, Some(Cow::Borrowed("tools/call"))));
+        let escaped =
+            Message::parse(br#"{"jsonrpc":"2.0","id":1,"method":"tools\/call"}"#).unwrap();
+        assert_eq!(escaped.method(), Some("tools/call"));
         assert_eq!(p.arguments.unwrap().get(), r#"{"a":1}"#);
         let meta = p.meta.unwrap();
         assert_eq!(meta.progress_token.unwrap().get(), "5");

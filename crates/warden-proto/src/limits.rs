@@ -47,7 +47,7 @@ impl Limits {
     /// [`Self::check`] and, in the same pass over the bytes, the repeated-key scan
     /// [`crate::Message::parse_scanned`] needs: one walk instead of two on the hot path.
     pub fn check_scanned<'a>(&self, bytes: &'a [u8]) -> Result<Scanned<'a>, LimitError> {
-        self.size_and_utf8(bytes)?;
+        let text = self.size_and_utf8(bytes)?;
         let walk = crate::unique::walk(bytes, self.max_depth);
         if walk.too_deep {
             return Err(LimitError::TooDeep {
@@ -55,24 +55,21 @@ impl Limits {
             });
         }
         Ok(Scanned {
-            raw: bytes,
+            text,
             duplicate: walk.duplicate,
         })
     }
 
-    fn size_and_utf8(&self, bytes: &[u8]) -> Result<(), LimitError> {
+    fn size_and_utf8<'a>(&self, bytes: &'a [u8]) -> Result<&'a str, LimitError> {
         if bytes.len() > self.max_bytes {
             return Err(LimitError::TooLarge {
                 size: bytes.len(),
                 limit: self.max_bytes,
             });
         }
-        if let Err(e) = std::str::from_utf8(bytes) {
-            return Err(LimitError::InvalidUtf8 {
-                at: e.valid_up_to(),
-            });
-        }
-        Ok(())
+        std::str::from_utf8(bytes).map_err(|e| LimitError::InvalidUtf8 {
+            at: e.valid_up_to(),
+        })
     }
 }
 
@@ -80,14 +77,14 @@ impl Limits {
 /// [`crate::Message::parse_scanned`] reads it, and only for these very bytes.
 #[derive(Debug)]
 pub struct Scanned<'a> {
-    pub(crate) raw: &'a [u8],
+    pub(crate) text: &'a str,
     pub(crate) duplicate: Option<String>,
 }
 
 impl<'a> Scanned<'a> {
     /// The bytes that were checked.
     pub fn raw(&self) -> &'a [u8] {
-        self.raw
+        self.text.as_bytes()
     }
 }
 

@@ -149,7 +149,10 @@ fn walk_small(json: &[u8], depth_limit: usize) -> Option<Walk> {
 }
 
 /// The walk for any message: the stacks grow past the inline sizes, an object past [`LINEAR`]
-/// keys gets a set, escaped keys are compared unescaped.
+/// keys gets a set, escaped keys are compared unescaped. Kept apart from [`walk_small`] so that
+/// the common walk has the registers to itself.
+#[cold]
+#[inline(never)]
 fn walk_any(json: &[u8], depth_limit: usize) -> Walk {
     // The innermost open array or object lives in `cur` (outside any: not an object); the ones
     // around it wait on `outer`, so reading a key touches no stack at all.
