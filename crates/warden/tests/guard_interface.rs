@@ -387,6 +387,55 @@ fn several_stdio_upstreams() {
     session_path(&g, "a_", &[&la, &lb]);
 }
 
+/// Warden's own list, asked when a call names a tool the session's catalog does not know yet
+/// (several upstreams, `exchange/fill.rs`), meets the client guards with the client's context: a
+/// guard that refuses this client's lists stops the fill, so the call is refused as an unknown
+/// name and no upstream was asked for its list. Without the refusal the same call is routed.
+#[test]
+fn a_client_guard_refusing_lists_also_stops_the_catalog_fill() {
+    let dir = temp_dir("probe-fill");
+    let (la, lb) = (dir.join("a.log"), dir.join("b.log"));
+    // No prefixes: names are routed by the catalog, which the lists fill.
+    let unprefixed = |name: &str, tool: &str, log: &std::path::Path| {
+        let mut t = upstream_stdio(name, &tiny(&["--tools", tool, "--name", name]), None);
+        t.push_str(&format!(
+            "env = {{ TINY_LOG = {} }}\n",
+            toml_str(&log.display().to_string())
+        ));
+        t
+    };
+    let body = format!(
+        "{}\n{}",
+        unprefixed("a", "alpha", &la),
+        unprefixed("b", "beta", &lb)
+    );
+    let g = serve(&body);
+    let sid = open(g.port);
+    let call_body = r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"alpha","arguments":{"q":"x"}}}"#;
+    let r = post(g.port, Some(&sid), &[("x-probe-no-lists", "1")], call_body);
+    let m = messages(&r).into_iter().find(|m| m["id"] == 7).unwrap();
+    assert_eq!(m["error"]["data"]["reason"], "unknown_name", "{m}");
+    for log in [&la, &lb] {
+        let saw = tiny_saw(log);
+        assert!(
+            !saw.contains("tools/list") && !saw.contains("tools/call"),
+            "nothing reached the upstream: {saw}"
+        );
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let refused = g
+        .audit
+        .events()
+        .iter()
+        .filter(|e| e.reason.as_deref() == Some("probe_lists_denied"))
+        .count();
+    assert_eq!(refused, 1, "Warden's own list was refused, and audited");
+    // The same call without the refusal: the fill asks the lists and the call is routed.
+    let ok = call(g.port, &sid, 8, "alpha", "x");
+    assert!(ok["result"].is_object(), "{ok}");
+    assert!(tiny_saw(&la).contains("tools/list"), "{}", tiny_saw(&la));
+}
+
 #[test]
 fn one_http_upstream_json_and_sse() {
     let rec = Recorder::start(|r| {

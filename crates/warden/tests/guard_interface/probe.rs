@@ -57,6 +57,23 @@ impl Guard for Probe {
     }
     fn client_message<'a>(&'a self, msg: &'a Message<'a>, ctx: &'a mut Ctx) -> Check<'a> {
         Check::later(async move {
+            // A client whose lists this guard refuses (marked by a header): Warden's own list,
+            // asked on the client's behalf to fill the catalog, must meet the same refusal.
+            if msg.method() == Some("tools/list")
+                && ctx
+                    .headers
+                    .as_ref()
+                    .is_some_and(|h| h.contains_key("x-probe-no-lists"))
+            {
+                return Verdict::Deny(Refusal::new(
+                    403,
+                    -32001,
+                    "probe_lists_denied",
+                    "P7.1",
+                    "Forbidden",
+                    "no lists for this client",
+                ));
+            }
             if msg.method() != Some("tools/call") {
                 return Verdict::Continue;
             }
