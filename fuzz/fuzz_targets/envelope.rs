@@ -1,5 +1,7 @@
 //! Fuzz target `envelope`: untrusted bytes → `Limits::check` → `Message::parse` (P1.1), and the
-//! fused `Limits::check_scanned` → `Message::parse_scanned` the ingress uses, against them.
+//! fused `Limits::check_scanned` → `Message::parse_scanned` the ingress uses (the validating scan
+//! and its envelope members, or the walk and serde_json), against them: same refusals, same
+//! members.
 //!
 //! Invariants: the linear depth scan agrees with a real JSON parser on valid JSON; a message that
 //! passes the limits and parses is an object whose `jsonrpc` is "2.0"; `id_span()` slices exactly
@@ -85,8 +87,21 @@ fuzz_target!(|data: &[u8]| {
         "check_scanned disagrees with check"
     );
     if let Ok(s) = scanned {
-        let a = Message::parse(data).map(|m| m.kind());
-        let b = Message::parse_scanned(s).map(|m| m.kind());
+        // The validating scan's envelope (when it read the message) is serde_json's, member by
+        // member, and its refusals are the same refusals.
+        let view = |m: Message<'_>| {
+            (
+                m.kind(),
+                m.id_text().map(str::to_owned),
+                m.id_span(),
+                m.method().map(str::to_owned),
+                m.params_text().map(str::to_owned),
+                m.result_text().map(str::to_owned),
+                m.error_text().map(str::to_owned),
+            )
+        };
+        let a = Message::parse(data).map(view);
+        let b = Message::parse_scanned(s).map(view);
         assert_eq!(a, b, "parse_scanned disagrees with parse");
     }
     // serde_json's own recursion limit (128) bounds this parse.

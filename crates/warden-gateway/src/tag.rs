@@ -31,9 +31,9 @@ pub fn tag_frame(name: &str, mut f: Frame) -> Frame {
     }
     if let Some(data) = &f.data
         && let Ok(m) = Message::parse(data)
-        && let (Kind::Request, Some(span), Some(id)) = (m.kind(), m.id_span(), m.id())
+        && let (Kind::Request, Some(span), Some(id)) = (m.kind(), m.id_span(), m.id_text())
     {
-        let tagged = serde_json::to_string(&tag(name, id.get())).unwrap_or_default();
+        let tagged = serde_json::to_string(&tag(name, id)).unwrap_or_default();
         if let Ok(b) = splice::replace(data, span, tagged.as_bytes()) {
             f.data = Some(Bytes::from(b));
             f.raw = None;

@@ -28,8 +28,8 @@ impl Waiters {
     /// handed to its waiter and `true` is returned: the caller must not forward it.
     pub fn take_answer(&self, msg: &Message<'_>) -> bool {
         let Some(id) = msg
-            .id()
-            .and_then(|i| serde_json::from_str::<String>(i.get()).ok())
+            .id_text()
+            .and_then(|i| serde_json::from_str::<String>(i).ok())
         else {
             return false;
         };
@@ -42,10 +42,10 @@ impl Waiters {
             .unwrap_or_else(|p| p.into_inner())
             .remove(&id);
         if let Some(w) = waiter {
-            let answer = match (msg.result(), msg.error()) {
-                (Some(r), _) => serde_json::from_str(r.get())
+            let answer = match (msg.result_text(), msg.error_text()) {
+                (Some(r), _) => serde_json::from_str(r)
                     .map_err(|e| ClientError::Refused(format!("unreadable result: {e}"))),
-                (_, Some(e)) => Err(ClientError::Refused(e.get().to_owned())),
+                (_, Some(e)) => Err(ClientError::Refused(e.to_owned())),
                 _ => Err(ClientError::Refused("empty answer".into())),
             };
             let _ = w.send(answer);

@@ -98,16 +98,23 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValu
     <&RawValue>::deserialize(d).map(Some)
 }
 
-/// One JSON-RPC message, borrowed from its bytes.
+/// One JSON-RPC message, borrowed from its bytes. The members are kept as their value text
+/// (without the whitespace around it); [`Self::id`] and the others lend them as `RawValue`s.
 #[derive(Debug, Clone)]
 pub struct Message<'a> {
     raw: &'a [u8],
     kind: Kind,
-    id: Option<&'a RawValue>,
+    id: Option<&'a str>,
     method: Option<Cow<'a, str>>,
-    params: Option<&'a RawValue>,
-    result: Option<&'a RawValue>,
-    error: Option<&'a RawValue>,
+    params: Option<&'a str>,
+    result: Option<&'a str>,
+    error: Option<&'a str>,
+}
+
+/// The value text of a member as a `RawValue`: the text is valid JSON (the message was read), so
+/// this only wraps it; it reads the value once more, so hot paths use the `_text` accessors.
+fn lend(text: Option<&str>) -> Option<&RawValue> {
+    text.and_then(|t| serde_json::from_str(t).ok())
 }
 
 /// True when the body is a JSON array (a batch), judged by its first non-space byte.
@@ -126,8 +133,46 @@ impl<'a> Message<'a> {
     /// Parse bytes that passed [`crate::limits::Limits::check_scanned`], whose walk already looked
     /// for repeated keys.
     pub fn parse_scanned(scanned: crate::limits::Scanned<'a>) -> Result<Self, ProtoError> {
-        let crate::limits::Scanned { text, duplicate } = scanned;
+        let crate::limits::Scanned {
+            text,
+            duplicate,
+            fields,
+        } = scanned;
+        if let Some(fields) = fields
+            && let Some(read) = Self::from_fields(text, fields)
+        {
+            return read;
+        }
         Self::parse_with(text, || duplicate)
+    }
+
+    /// The envelope from the members the validating scan found (`crate::scan`: valid JSON, an
+    /// object, no key repeated). `None` for anything but the ordinary spelling — `jsonrpc` other
+    /// than `"2.0"` as is, a `method` that is not a string without escapes — which serde_json
+    /// then reads and judges ([`Self::parse_with`]).
+    fn from_fields(text: &'a str, fields: crate::scan::Fields) -> Option<Result<Self, ProtoError>> {
+        use crate::scan::{ERROR, ID, JSONRPC, METHOD, PARAMS, RESULT};
+        if fields.get(text, JSONRPC)? != "\"2.0\"" {
+            return None;
+        }
+        let method = match fields.get(text, METHOD) {
+            None => None,
+            Some(m) => {
+                let inner = m.strip_prefix('"')?.strip_suffix('"')?;
+                if inner.contains('\\') {
+                    return None;
+                }
+                Some(Cow::Borrowed(inner))
+            }
+        };
+        Some(Self::finish(
+            text.as_bytes(),
+            fields.get(text, ID),
+            method,
+            fields.get(text, PARAMS),
+            fields.get(text, RESULT),
+            fields.get(text, ERROR),
+        ))
     }
 
     /// `text` is the message, known to be UTF-8: serde_json reads it as `str` and does not check
@@ -156,15 +201,33 @@ impl<'a> Message<'a> {
         if let Some(key) = duplicate() {
             let id = env
                 .id
-                .filter(|i| check_request_id(i).is_ok())
+                .filter(|i| check_request_id(i.get()).is_ok())
                 .map(|i| i.get().to_owned());
             return Err(ProtoError::DuplicateKey {
                 key: key.chars().take(64).collect(),
                 id,
             });
         }
-        let id = env.id;
-        let kind = match (&env.method, env.result, env.error) {
+        Self::finish(
+            raw,
+            env.id.map(RawValue::get),
+            env.method,
+            env.params.map(RawValue::get),
+            env.result.map(RawValue::get),
+            env.error.map(RawValue::get),
+        )
+    }
+
+    /// The checks on the members that make the message one valid JSON-RPC message.
+    fn finish(
+        raw: &'a [u8],
+        id: Option<&'a str>,
+        method: Option<Cow<'a, str>>,
+        params: Option<&'a str>,
+        result: Option<&'a str>,
+        error: Option<&'a str>,
+    ) -> Result<Self, ProtoError> {
+        let kind = match (&method, result, error) {
             (Some(_), None, None) => match id {
                 None => Kind::Notification,
                 Some(id) => {
@@ -189,14 +252,14 @@ impl<'a> Message<'a> {
                 None => return Err(ProtoError::Invalid("a response has no id")),
                 Some(id) if kind == Kind::Response => check_request_id(id)?,
                 Some(id) => {
-                    if id.get() != "null" {
+                    if id != "null" {
                         check_request_id(id)?
                     }
                 }
             }
         }
-        if let Some(p) = env.params
-            && !matches!(p.get().as_bytes().first(), Some(b'{' | b'['))
+        if let Some(p) = params
+            && !matches!(p.as_bytes().first(), Some(b'{' | b'['))
         {
             return Err(ProtoError::Invalid("\"params\" must be an object or array"));
         }
@@ -204,10 +267,10 @@ impl<'a> Message<'a> {
             raw,
             kind,
             id,
-            method: env.method,
-            params: env.params,
-            result: env.result,
-            error: env.error,
+            method,
+            params,
+            result,
+            error,
         })
     }
 
@@ -219,23 +282,39 @@ impl<'a> Message<'a> {
     }
     /// The raw id (`1`, `"abc"`), exactly as sent.
     pub fn id(&self) -> Option<&'a RawValue> {
+        lend(self.id)
+    }
+    /// The id's raw text, exactly as sent.
+    pub fn id_text(&self) -> Option<&'a str> {
         self.id
     }
     pub fn method(&self) -> Option<&str> {
         self.method.as_deref()
     }
     pub fn params(&self) -> Option<&'a RawValue> {
+        lend(self.params)
+    }
+    /// The raw text of `params`.
+    pub fn params_text(&self) -> Option<&'a str> {
         self.params
     }
     pub fn result(&self) -> Option<&'a RawValue> {
+        lend(self.result)
+    }
+    /// The raw text of `result`.
+    pub fn result_text(&self) -> Option<&'a str> {
         self.result
     }
     pub fn error(&self) -> Option<&'a RawValue> {
+        lend(self.error)
+    }
+    /// The raw text of `error`.
+    pub fn error_text(&self) -> Option<&'a str> {
         self.error
     }
     /// Byte range of the id value within [`Self::raw`].
     pub fn id_span(&self) -> Option<Range<usize>> {
-        self.id.and_then(|v| span_in(self.raw, v))
+        self.id.and_then(|v| text_span(self.raw, v))
     }
     /// The parts of `params` that routing and header checks read.
     pub fn params_view(&self) -> Result<Params<'a>, ProtoError> {
@@ -243,7 +322,7 @@ impl<'a> Message<'a> {
             None => Ok(Params::default()),
             // A derived struct refuses a duplicate of its own fields (also spelt with escapes):
             // `name`, `uri`, `arguments`, `_meta` and the `_meta` protocol fields.
-            Some(p) if p.get().starts_with('{') => serde_json::from_str(p.get()).map_err(|e| {
+            Some(p) if p.starts_with('{') => serde_json::from_str(p).map_err(|e| {
                 if e.to_string().contains("duplicate field") {
                     ProtoError::Invalid("a member of \"params\" Warden reads is duplicated")
                 } else {
@@ -291,13 +370,16 @@ impl Meta<'_> {
 
 /// Where `inner` (a slice borrowed from `outer`) sits in `outer`.
 pub fn span_in(outer: &[u8], inner: &RawValue) -> Option<Range<usize>> {
-    let start = (inner.get().as_ptr() as usize).checked_sub(outer.as_ptr() as usize)?;
-    let end = start.checked_add(inner.get().len())?;
+    text_span(outer, inner.get())
+}
+
+fn text_span(outer: &[u8], inner: &str) -> Option<Range<usize>> {
+    let start = (inner.as_ptr() as usize).checked_sub(outer.as_ptr() as usize)?;
+    let end = start.checked_add(inner.len())?;
     (end <= outer.len()).then_some(start..end)
 }
 
-fn check_request_id(id: &RawValue) -> Result<(), ProtoError> {
-    let s = id.get();
+fn check_request_id(s: &str) -> Result<(), ProtoError> {
     match s.as_bytes().first() {
         Some(b'"') => Ok(()),
         Some(b'-' | b'0'..=b'9') if !s.contains(['.', 'e', 'E']) => Ok(()),

@@ -5,7 +5,8 @@
 //! generation they belong to ([`version`]), JSON-RPC error bodies with stable reason codes ([`error`]),
 //! the 2026-07-28 `Mcp-Method`/`Mcp-Name`/`Mcp-Param-*` header rules ([`headers`]), SSE framing
 //! ([`sse`]), streamed JSON bodies split into their messages ([`jsonseq`]), byte-span edits over
-//! the original message ([`splice`]), the rule that no object repeats a key ([`unique`]) and
+//! the original message ([`splice`]), the rule that no object repeats a key ([`unique`]), the one validating pass nearly every
+//! message takes instead (`scan`) and
 //! strict reads of the values decisions depend on: exact numbers ([`strict`]).
 //!
 //! It must not do I/O, hold state between messages, or re-serialise a message it did not edit:
@@ -18,6 +19,7 @@ pub mod error;
 pub mod headers;
 pub mod jsonseq;
 pub mod limits;
+mod scan;
 pub mod splice;
 pub mod sse;
 pub mod strict;

@@ -48,6 +48,14 @@ impl Limits {
     /// [`crate::Message::parse_scanned`] needs: one walk instead of two on the hot path.
     pub fn check_scanned<'a>(&self, bytes: &'a [u8]) -> Result<Scanned<'a>, LimitError> {
         let text = self.size_and_utf8(bytes)?;
+        // Nearly every message: one validating pass that also finds the envelope members.
+        if let Some(fields) = crate::scan::scan(bytes, self.max_depth) {
+            return Ok(Scanned {
+                text,
+                duplicate: None,
+                fields: Some(fields),
+            });
+        }
         let walk = crate::unique::walk(bytes, self.max_depth);
         if walk.too_deep {
             return Err(LimitError::TooDeep {
@@ -57,6 +65,7 @@ impl Limits {
         Ok(Scanned {
             text,
             duplicate: walk.duplicate,
+            fields: None,
         })
     }
 
@@ -79,6 +88,8 @@ impl Limits {
 pub struct Scanned<'a> {
     pub(crate) text: &'a str,
     pub(crate) duplicate: Option<String>,
+    /// Where the envelope members are, when the validating scan read the message.
+    pub(crate) fields: Option<crate::scan::Fields>,
 }
 
 impl<'a> Scanned<'a> {

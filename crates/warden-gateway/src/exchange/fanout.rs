@@ -53,7 +53,7 @@ pub async fn fan_out(
     msg: &Message<'_>,
     cleared: &Cleared,
 ) -> Parts {
-    let want = msg.id().map(|i| i.get().to_owned()).unwrap_or_default();
+    let want = msg.id_text().map(str::to_owned).unwrap_or_default();
     let list = ctx.method.as_deref().and_then(ListKind::of);
     let owner = super::owner_of(ctx);
     let mut parts = Parts::default();

@@ -40,10 +40,10 @@ pub async fn filter(
     let Some(route) = &ctx.route else {
         return Err(Refusal::internal());
     };
-    let Some(result) = msg.result() else {
+    let Some(result) = msg.result_text() else {
         return Ok(None); // an error answer has no items
     };
-    let fields: HashMap<String, &RawValue> = serde_json::from_str(result.get())
+    let fields: HashMap<String, &RawValue> = serde_json::from_str(result)
         .map_err(|_| Refusal::upstream_invalid("a list result that is not a JSON object"))?;
     let Some(array) = fields.get(kind.key()) else {
         return Ok(None);

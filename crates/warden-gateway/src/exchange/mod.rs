@@ -357,7 +357,7 @@ async fn one(
             return refuse(gw, &ctx, r, msg.id());
         }
     }
-    let request_id = fwd.id().map(|i| i.get().to_owned());
+    let request_id = fwd.id_text().map(str::to_owned);
     let is_init = fwd.method() == Some("initialize");
     let owner = owner_of(&ctx);
     let (reply, upstream_sid) = match gw

@@ -251,8 +251,8 @@ impl Relay {
         let code = Message::parse(out)
             .ok()
             .and_then(|m| {
-                m.error()
-                    .and_then(|e| serde_json::from_str::<E>(e.get()).ok())
+                m.error_text()
+                    .and_then(|e| serde_json::from_str::<E>(e).ok())
             })
             .map(|e| e.code);
         match code {
@@ -279,7 +279,7 @@ impl Relay {
     fn foreign_answer(&self, m: &Message<'_>) -> Option<Refusal> {
         let want = self.request_id.as_deref()?;
         let answers = matches!(m.kind(), Kind::Response | Kind::Error);
-        (answers && !m.id().is_some_and(|i| same_id(i.get(), want)))
+        (answers && !m.id_text().is_some_and(|i| same_id(i, want)))
             .then(|| Refusal::upstream_invalid("the upstream answered with another request's id"))
     }
 
@@ -289,7 +289,7 @@ impl Relay {
             return false;
         };
         matches!(m.kind(), Kind::Response | Kind::Error)
-            && m.id().is_some_and(|i| same_id(i.get(), want))
+            && m.id_text().is_some_and(|i| same_id(i, want))
     }
 
     /// Run one server message through the guards (bottom-up), parsing it once. Says whether it

@@ -177,7 +177,7 @@ fn withheld(name: &str) -> Refusal {
 
 /// A client's answer to a tagged server request goes back to its upstream with the original id.
 fn reply_target(gw: &Gateway, msg: &Message<'_>) -> Target {
-    let tag: Option<String> = msg.id().and_then(|i| serde_json::from_str(i.get()).ok());
+    let tag: Option<String> = msg.id_text().and_then(|i| serde_json::from_str(i).ok());
     let parsed = tag
         .as_deref()
         .and_then(untag)
@@ -284,7 +284,7 @@ fn resolve_uri(gw: &Gateway, cat: &Catalog, uri: &str) -> Lookup {
 
 /// Replace the string at `field` of `params` with `value`, editing only that span.
 fn rewrite_param(msg: &Message<'_>, field: &str, value: &str) -> Option<Vec<u8>> {
-    let params: HashMap<String, &RawValue> = serde_json::from_str(msg.params()?.get()).ok()?;
+    let params: HashMap<String, &RawValue> = serde_json::from_str(msg.params_text()?).ok()?;
     let span = span_in(msg.raw(), params.get(field)?)?;
     splice::replace(
         msg.raw(),

@@ -131,7 +131,7 @@ pub async fn collect(
                         };
                         let is_final = Message::parse(&d).is_ok_and(|m| {
                             matches!(m.kind(), Kind::Response | Kind::Error)
-                                && m.id().is_some_and(|i| same_id(i.get(), want))
+                                && m.id_text().is_some_and(|i| same_id(i, want))
                         });
                         if is_final {
                             return Ok((d, before));

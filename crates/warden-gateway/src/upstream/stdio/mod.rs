@@ -236,7 +236,7 @@ impl StdioUpstream {
             };
             (w.wire_id, w.line, p)
         } else {
-            let key = msg.id().map(|i| i.get().to_owned()).unwrap_or_default();
+            let key = msg.id_text().map(str::to_owned).unwrap_or_default();
             let token = wire::request_token(msg).map(|(t, _)| t.get().to_owned());
             let p = Pending {
                 tx,
@@ -385,7 +385,7 @@ impl StdioUpstream {
         let Ok(msg) = Message::parse(&init) else {
             return;
         };
-        let key = msg.id().map(|i| i.get().to_owned()).unwrap_or_default();
+        let key = msg.id_text().map(str::to_owned).unwrap_or_default();
         let (tx, mut rx) = mpsc::channel(4);
         run.pending
             .lock()

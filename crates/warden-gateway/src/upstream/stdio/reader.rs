@@ -89,7 +89,7 @@ impl Reader {
         };
         let mut pending = self.run.pending.lock().unwrap_or_else(|p| p.into_inner());
         if matches!(msg.kind(), Kind::Response | Kind::Error) {
-            let key = msg.id().map(|i| i.get().to_owned()).unwrap_or_default();
+            let key = msg.id_text().map(str::to_owned).unwrap_or_default();
             let Some(p) = pending.remove(&key) else {
                 drop(pending);
                 (self.on_event)(

@@ -102,20 +102,20 @@ pub fn subscription_id(msg: &Message<'_>) -> Option<(String, Range<usize>)> {
         #[serde(borrow, rename = "_meta")]
         meta: Option<M<'a>>,
     }
-    let p: P<'_> = serde_json::from_str(msg.params()?.get()).ok()?;
+    let p: P<'_> = serde_json::from_str(msg.params_text()?).ok()?;
     let sub = p.meta?.sub?;
     Some((sub.get().to_owned(), span_in(msg.raw(), sub)?))
 }
 
 /// One member of an object `params` (a duplicate member makes it unreadable: `None`).
 fn param<'a>(msg: &Message<'a>, key: &str) -> Option<&'a RawValue> {
-    let params = msg.params()?;
+    let params = msg.params_text()?;
     let map: std::collections::HashMap<std::borrow::Cow<'a, str>, &'a RawValue> =
-        serde_json::from_str(params.get()).ok()?;
+        serde_json::from_str(params).ok()?;
     let count = map.len();
     let v = map.get(key).copied();
     // serde keeps the last of two equal keys: read the members again to refuse that case.
-    let members = serde_json::from_str::<Members>(params.get()).ok()?;
+    let members = serde_json::from_str::<Members>(params).ok()?;
     (members.0 == count).then_some(v).flatten()
 }
 
