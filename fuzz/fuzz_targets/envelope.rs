@@ -100,9 +100,11 @@ fuzz_target!(|data: &[u8]| {
                 m.error_text().map(str::to_owned),
             )
         };
-        let a = Message::parse(data).map(view);
+        let full = Message::parse_full(data).map(view);
+        let plain = Message::parse(data).map(view);
         let b = Message::parse_scanned(s).map(view);
-        assert_eq!(a, b, "parse_scanned disagrees with parse");
+        assert_eq!(full, b, "parse_scanned disagrees with the full parse");
+        assert_eq!(full, plain, "parse disagrees with the full parse");
     }
     // serde_json's own recursion limit (128) bounds this parse.
     let value: Option<Value> = serde_json::from_slice(data).ok();

@@ -422,13 +422,35 @@ mod tests {
                 }),
             ]
         });
-        proptest::collection::vec((key, value), 0..8).prop_map(|v| {
-            let body: Vec<String> = v
-                .into_iter()
-                .map(|(k, x)| format!("\n\"{k}\" :\t{x}"))
-                .collect();
-            format!("{{{}}}", body.join(","))
-        })
+        // Most generated objects are nearly envelopes: a `jsonrpc` member first, a method
+        // spelt in one of several ways.
+        let jsonrpc = prop_oneof![
+            3 => Just("\"jsonrpc\":\"2.0\","),
+            1 => Just(""),
+            1 => Just("\"jsonrpc\":\"2\\u002e0\","),
+            1 => Just("\"jsonrpc\":\"2.1\","),
+            1 => Just("\"jsonrpc\":null,"),
+        ];
+        let method = prop_oneof![
+            Just(""),
+            Just("\"method\":\"tools/call\","),
+            Just("\"method\":\"tools\\/call\","),
+            Just("\"method\":\"\\ud800\","),
+            Just("\"method\":null,"),
+            Just("\"method\":7,"),
+        ];
+        (
+            jsonrpc,
+            method,
+            proptest::collection::vec((key, value), 0..8),
+        )
+            .prop_map(|(j, m, v)| {
+                let body: Vec<String> = v
+                    .into_iter()
+                    .map(|(k, x)| format!("\n\"{k}\" :\t{x}"))
+                    .collect();
+                format!("{{{j}{m}\"id\":1,{}}}", body.join(","))
+            })
     }
 
     /// One byte of the generated text changed: mostly invalid JSON, which the scan must leave to
@@ -476,6 +498,26 @@ mod tests {
                 ours.sort();
                 proptest::prop_assert_eq!(Some(ours), members, "{}", json);
             }
+        }
+
+        /// The envelope read from the scan's spans is the one serde_json reads, member by member,
+        /// and so are the refusals (the spellings the fast path leaves to serde_json included).
+        #[test]
+        fn the_envelope_from_the_scan_is_serde_jsons(json in json_text()) {
+            let view = |m: crate::Message<'_>| {
+                (
+                    m.kind(),
+                    m.id_text().map(str::to_owned),
+                    m.id_span(),
+                    m.method().map(str::to_owned),
+                    m.params_text().map(str::to_owned),
+                    m.result_text().map(str::to_owned),
+                    m.error_text().map(str::to_owned),
+                )
+            };
+            let full = crate::Message::parse_full(json.as_bytes()).map(view);
+            let fast = crate::Message::parse(json.as_bytes()).map(view);
+            proptest::prop_assert_eq!(full, fast, "{}", json);
         }
 
         /// The fast path is the common path: an ordinary object without a repeated key is read.
