@@ -142,6 +142,9 @@ struct Row {
     tck: u64,
     /// Paced run: requests sent more than one interval behind schedule.
     late: u64,
+    /// The relaying process's CPU µs per request in each pooled run, in run order (runs of
+    /// different targets with the same index ran one after the other).
+    gw_runs: Vec<f64>,
 }
 
 impl Row {
@@ -157,16 +160,24 @@ impl Row {
         after: Cpu,
         tck: u64,
     ) -> Self {
+        let ticks = [0, 1, 2, 3].map(|i| after.0[i].saturating_sub(before.0[i]));
+        let ok = lat.len() as u64;
+        let gw_runs = target
+            .gateway
+            .map(|i| ticks[i] as f64 / tck as f64 * 1e6 / ok.max(1) as f64)
+            .into_iter()
+            .collect();
         Self {
+            gw_runs,
             load,
             target: target.name,
             gateway: target.gateway,
-            ok: lat.len() as u64,
+            ok,
             errors,
             first_error,
             secs,
             lat,
-            ticks: [0, 1, 2, 3].map(|i| after.0[i].saturating_sub(before.0[i])),
+            ticks,
             machine: [0, 1, 2].map(|i| after.1[i].saturating_sub(before.1[i])),
             tck,
             late: 0,
@@ -186,6 +197,7 @@ impl Row {
             *t += o;
         }
         self.late += o.late;
+        self.gw_runs.append(&mut o.gw_runs);
     }
     fn sort(&mut self) {
         self.lat.sort_unstable();

@@ -88,6 +88,30 @@ pub(super) fn print_rows(rows: &[Row]) {
     }
 }
 
+/// Warden's CPU over the floor's, run by run (each pair ran back to back, so a burst of noise on
+/// this machine lands in one pair): median, lowest, highest and the number of pairs. `None` for
+/// a single run.
+fn paired(w: &Row, f: &Row) -> Option<(f64, f64, f64, usize)> {
+    let mut x: Vec<f64> = w
+        .gw_runs
+        .iter()
+        .zip(&f.gw_runs)
+        .map(|(w, f)| w / f)
+        .filter(|x| x.is_finite())
+        .collect();
+    if x.len() < 2 {
+        return None;
+    }
+    x.sort_by(f64::total_cmp);
+    let n = x.len();
+    let median = if n % 2 == 1 {
+        x[n / 2]
+    } else {
+        (x[n / 2 - 1] + x[n / 2]) / 2.0
+    };
+    Some((median, x[0], x[n - 1], n))
+}
+
 pub(super) fn print_bars(r: &Report<'_>) {
     println!("| bar | Warden | limit | verdict | floor proxy, same run |");
     println!("|---|---:|---:|---|---:|");
@@ -126,6 +150,14 @@ pub(super) fn print_bars(r: &Report<'_>) {
                     w.load,
                     verdict(x <= BAR_IN_FLOORS)
                 );
+                if let Some((median, lo, hi, n)) = paired(w, f) {
+                    println!(
+                        "| Warden CPU ÷ floor CPU, median of {n} paired runs ({}) | \
+                         {median:.2}× ({lo:.2}–{hi:.2}) | ≤ {BAR_IN_FLOORS:.2}× | {} | 1× |",
+                        w.load,
+                        verdict(median <= BAR_IN_FLOORS)
+                    );
+                }
             }
         }
     }

@@ -493,11 +493,15 @@ pub fn generation_refusal(upstream: &str) -> Refusal {
     .with_data("requested", "2026-07-28".into())
 }
 
-/// Does the client take `text/event-stream` answers?
+/// Does the client take `text/event-stream` answers? True when one media range of `Accept` is
+/// `text/event-stream` (any case, any parameters) or `*/*`. Read as bytes: it runs on every POST.
 pub fn accepts_sse(headers: &HeaderMap) -> bool {
     headers.get_all(http::header::ACCEPT).iter().any(|v| {
-        v.to_str()
-            .is_ok_and(|s| s.contains("text/event-stream") || s.contains("*/*"))
+        v.as_bytes().split(|&b| b == b',').any(|range| {
+            let media = range.split(|&b| b == b';').next().unwrap_or_default();
+            let media = media.trim_ascii();
+            media.eq_ignore_ascii_case(b"text/event-stream") || media == b"*/*"
+        })
     })
 }
 
@@ -545,6 +549,38 @@ pub fn record_negotiation(
                     gw.end_session(&owner, &id).await;
                 });
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::accepts_sse;
+    use http::{HeaderMap, HeaderValue, header::ACCEPT};
+
+    fn with(values: &[&'static str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(ACCEPT, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn accept_is_read_as_media_ranges() {
+        for yes in [
+            &["application/json, text/event-stream"][..],
+            &["TEXT/Event-Stream;q=0.5"],
+            &["application/json", " */* "],
+        ] {
+            assert!(accepts_sse(&with(yes)), "{yes:?}");
+        }
+        for no in [
+            &[][..],
+            &["application/json"],
+            &["text/event-streams, text/*"],
+        ] {
+            assert!(!accepts_sse(&with(no)), "{no:?}");
         }
     }
 }
