@@ -100,7 +100,8 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValu
 
 /// One JSON-RPC message, borrowed from its bytes. The members are kept as their value text
 /// (without the whitespace around it); [`Self::id`] and the others lend them as `RawValue`s.
-#[derive(Debug, Clone)]
+/// Two reads are equal when their bytes, kind and members are (members compared as text).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message<'a> {
     raw: &'a [u8],
     kind: Kind,
