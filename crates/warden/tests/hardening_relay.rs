@@ -314,7 +314,7 @@ fn wrap(extra_config: &str) -> Wrapped {
         .arg("--config")
         .arg(&cfg)
         .arg("--")
-        .args(tiny(&["--tools", "echo,huge"]))
+        .args(tiny(&["--tools", "echo,huge,slow"]))
         .env_remove("RUST_LOG")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -448,5 +448,60 @@ fn wrap_goes_on_after_an_oversize_server_line() {
             .iter()
             .any(|e| e["tool"] == "huge" && e["reason"] == "upstream_invalid_response"),
         "{audit:#?}"
+    );
+}
+
+/// A call its client cancelled ends quietly when its server exits before answering, as the SDKs'
+/// cancellation step leaves it when the client goes soon after (P5.1): no refusal is audited and
+/// no error is written for it, and the call is still audited. Fails when a cancelled call that
+/// loses its server is refused as `upstream_exited`.
+#[test]
+fn a_cancelled_call_ends_quietly_when_its_server_exits() {
+    let mut w = wrap("");
+    w.send(INIT);
+    assert!(
+        w.next(Duration::from_secs(10))
+            .unwrap()
+            .get("result")
+            .is_some()
+    );
+    w.send(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+    w.send(r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"slow","arguments":{},"_meta":{"progressToken":"p7"}}}"#);
+    // Its progress arrives first: the call is open at the server, which never answers it.
+    let progress = w.next(Duration::from_secs(10)).expect("progress");
+    assert_eq!(progress["method"], "notifications/progress", "{progress}");
+    w.send(r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":7,"reason":"user"}}"#);
+    // A notification has no answer: give it time to reach the server before it goes.
+    std::thread::sleep(Duration::from_millis(500));
+    // The server dies with the call still open (as when a client stops a desktop server's
+    // process group right after its cancellation step), then the input ends.
+    let pid = w.child.id().to_string();
+    let killed = Command::new("pkill").args(["-KILL", "-P", &pid]).status();
+    assert!(killed.is_ok_and(|s| s.success()), "pkill -P {pid}");
+    std::thread::sleep(Duration::from_millis(500));
+    drop(w.stdin.take());
+    let mut after = Vec::new();
+    while let Some(m) = w.next(Duration::from_secs(10)) {
+        after.push(m);
+    }
+    assert!(
+        after.is_empty(),
+        "nothing answers a cancelled call: {after:?}"
+    );
+    wait_exit(&mut w.child, Duration::from_secs(10)).expect("wrap exits");
+    let audit = w.audit();
+    let refused: Vec<&Value> = audit
+        .iter()
+        .filter(|e| e["kind"] == "mcp.refusal" || e["decision"] == "deny")
+        .collect();
+    assert!(
+        refused.is_empty(),
+        "a cancelled call is not refused: {refused:?}"
+    );
+    assert!(
+        audit
+            .iter()
+            .any(|e| e["kind"] == "mcp.request" && e["method"] == "tools/call"),
+        "the call is audited: {audit:?}"
     );
 }

@@ -74,6 +74,9 @@ struct Pending {
     client_id: Option<String>,
     /// Whose request it is on a shared child (`None`: Warden's own, or a session's child).
     owner: Option<Owner>,
+    /// Its client sent `notifications/cancelled` for it: should the child exit before it
+    /// answers, the request ends quietly (its stream closes) instead of being refused.
+    cancelled: bool,
 }
 
 /// Where server-initiated messages go.
@@ -233,6 +236,7 @@ impl StdioUpstream {
                 seq,
                 client_id: Some(w.client_id),
                 owner: owner.cloned(),
+                cancelled: false,
             };
             (w.wire_id, w.line, p)
         } else {
@@ -245,6 +249,7 @@ impl StdioUpstream {
                 seq,
                 client_id: None,
                 owner: None,
+                cancelled: false,
             };
             (key, Bytes::copy_from_slice(msg.raw()), p)
         };
@@ -316,6 +321,14 @@ impl StdioUpstream {
         let line = splice::replace(msg.raw(), span, wire_id.as_bytes())
             .map_err(|e| UpstreamError::Invalid(e.to_string()))?;
         write_line(&run, Bytes::from(line)).await?;
+        if let Some(p) = run
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(&wire_id)
+        {
+            p.cancelled = true;
+        }
         Ok(true)
     }
 
@@ -331,7 +344,23 @@ impl StdioUpstream {
             ));
         }
         let run = self.ensure_running().await?;
-        write_line(&run, Bytes::copy_from_slice(raw)).await
+        write_line(&run, Bytes::copy_from_slice(raw)).await?;
+        // A session's own child: a client's cancellation names the id the child saw.
+        if let Ok(m) = Message::parse(raw)
+            && let Some((asked, _)) = wire::cancelled_id(&m)
+        {
+            for (key, p) in run
+                .pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter_mut()
+            {
+                if same_id(key, asked.get()) {
+                    p.cancelled = true;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Stop the child (session end): open requests end quietly (their streams close; nothing was
@@ -399,6 +428,7 @@ impl StdioUpstream {
                     seq: 0,
                     client_id: None,
                     owner: None,
+                    cancelled: false,
                 },
             );
         if write_line(run, init).await.is_ok() {

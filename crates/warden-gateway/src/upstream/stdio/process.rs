@@ -104,7 +104,11 @@ pub(super) async fn supervise(s: Supervised) {
         .map(|(_, p)| p)
         .collect();
     for p in pending {
-        let _ = p.tx.try_send(Err(UpstreamError::Exited));
+        // A request its client cancelled was given up: its stream just closes (nothing is
+        // refused, and the client gets no answer to a cancelled request).
+        if !p.cancelled {
+            let _ = p.tx.try_send(Err(UpstreamError::Exited));
+        }
     }
     on_event("upstream.exit", format!("{name}: {status}"));
     // Last: whoever waits for the exit finds its audit event written.
