@@ -346,6 +346,16 @@ impl Wrapped {
         s.write_all(b"\n").unwrap();
         s.flush().unwrap();
     }
+    /// initialize (answered) and initialized.
+    fn handshake(&mut self) {
+        self.send(INIT);
+        let init = self
+            .next(Duration::from_secs(10))
+            .expect("initialize answered");
+        assert!(init.get("result").is_some(), "{init}");
+        self.send(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+    }
+
     fn next(&self, within: Duration) -> Option<Value> {
         self.lines
             .recv_timeout(within)
@@ -409,14 +419,7 @@ fn wrap_answers_every_request_written_before_its_input_closes() {
 #[test]
 fn wrap_goes_on_after_an_oversize_server_line() {
     let mut w = wrap("[limits]\nmax_upstream_message_bytes = 20000\n");
-    w.send(INIT);
-    assert!(
-        w.next(Duration::from_secs(10))
-            .unwrap()
-            .get("result")
-            .is_some()
-    );
-    w.send(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+    w.handshake();
     w.send(r#"{"jsonrpc":"2.0","id":"big","method":"tools/call","params":{"name":"huge","arguments":{"bytes":50000}}}"#);
     let big = w
         .next(Duration::from_secs(10))
@@ -458,14 +461,7 @@ fn wrap_goes_on_after_an_oversize_server_line() {
 #[test]
 fn a_cancelled_call_ends_quietly_when_its_server_exits() {
     let mut w = wrap("");
-    w.send(INIT);
-    assert!(
-        w.next(Duration::from_secs(10))
-            .unwrap()
-            .get("result")
-            .is_some()
-    );
-    w.send(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+    w.handshake();
     w.send(r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"slow","arguments":{},"_meta":{"progressToken":"p7"}}}"#);
     // Its progress arrives first: the call is open at the server, which never answers it.
     let progress = w.next(Duration::from_secs(10)).expect("progress");

@@ -336,9 +336,11 @@ impl StdioUpstream {
     /// `notifications/cancelled` goes only through [`Self::cancel_for`]: its `requestId` is a
     /// client's, which the child does not know and which may be another client's as well.
     pub async fn send(&self, raw: &[u8]) -> Result<(), UpstreamError> {
-        if self.remap_ids
-            && Message::parse(raw).is_ok_and(|m| m.method() == Some("notifications/cancelled"))
-        {
+        let msg = Message::parse(raw).ok();
+        let cancel = msg
+            .as_ref()
+            .filter(|m| m.method() == Some("notifications/cancelled"));
+        if self.remap_ids && cancel.is_some() {
             return Err(UpstreamError::Invalid(
                 "a cancellation for a shared child must name its client's request".into(),
             ));
@@ -346,9 +348,7 @@ impl StdioUpstream {
         let run = self.ensure_running().await?;
         write_line(&run, Bytes::copy_from_slice(raw)).await?;
         // A session's own child: a client's cancellation names the id the child saw.
-        if let Ok(m) = Message::parse(raw)
-            && let Some((asked, _)) = wire::cancelled_id(&m)
-        {
+        if let Some((asked, _)) = cancel.and_then(wire::cancelled_id) {
             for (key, p) in run
                 .pending
                 .lock()
