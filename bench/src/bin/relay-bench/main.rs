@@ -29,7 +29,9 @@ use warden_bench::stats::{grouped, ns, quantile_us, signed_us, us};
 use warden_bench::supervise::{Child, TempDir, port_in};
 
 mod report;
+mod row;
 use report::*;
+use row::Row;
 
 const PATH: &str = "/mcp";
 
@@ -122,111 +124,6 @@ struct Target {
     port: u16,
     /// The [`Cpu`] index of the process relaying for this target (none for direct).
     gateway: Option<usize>,
-}
-
-/// One measured run, or several of the same load and target pooled.
-struct Row {
-    load: String,
-    target: &'static str,
-    ok: u64,
-    errors: u64,
-    first_error: Option<String>,
-    secs: f64,
-    /// Latencies, ns (sorted by [`Row::sort`]).
-    lat: Vec<u32>,
-    gateway: Option<usize>,
-    /// CPU clock ticks of each process of [`Cpu`] while measuring.
-    ticks: [u64; 4],
-    /// Machine busy, total and steal ticks while measuring.
-    machine: [u64; 3],
-    tck: u64,
-    /// Paced run: requests sent more than one interval behind schedule.
-    late: u64,
-    /// The relaying process's CPU µs per request in each pooled run, in run order (runs of
-    /// different targets with the same index ran one after the other).
-    gw_runs: Vec<f64>,
-}
-
-impl Row {
-    #[allow(clippy::too_many_arguments)]
-    fn new(
-        load: String,
-        target: Target,
-        lat: Vec<u32>,
-        errors: u64,
-        first_error: Option<String>,
-        secs: f64,
-        before: Cpu,
-        after: Cpu,
-        tck: u64,
-    ) -> Self {
-        let ticks = [0, 1, 2, 3].map(|i| after.0[i].saturating_sub(before.0[i]));
-        let ok = lat.len() as u64;
-        let gw_runs = target
-            .gateway
-            .map(|i| ticks[i] as f64 / tck as f64 * 1e6 / ok.max(1) as f64)
-            .into_iter()
-            .collect();
-        Self {
-            gw_runs,
-            load,
-            target: target.name,
-            gateway: target.gateway,
-            ok,
-            errors,
-            first_error,
-            secs,
-            lat,
-            ticks,
-            machine: [0, 1, 2].map(|i| after.1[i].saturating_sub(before.1[i])),
-            tck,
-            late: 0,
-        }
-    }
-    /// Pool another run of the same load and target into this one.
-    fn merge(&mut self, mut o: Row) {
-        self.ok += o.ok;
-        self.errors += o.errors;
-        self.first_error = self.first_error.take().or(o.first_error);
-        self.secs += o.secs;
-        self.lat.append(&mut o.lat);
-        for (t, o) in self.ticks.iter_mut().zip(o.ticks) {
-            *t += o;
-        }
-        for (t, o) in self.machine.iter_mut().zip(o.machine) {
-            *t += o;
-        }
-        self.late += o.late;
-        self.gw_runs.append(&mut o.gw_runs);
-    }
-    fn sort(&mut self) {
-        self.lat.sort_unstable();
-    }
-    /// CPU µs per completed request of process `i` of [`Cpu`].
-    fn cpu_us(&self, i: usize) -> f64 {
-        self.ticks[i] as f64 / self.tck as f64 * 1e6 / self.ok.max(1) as f64
-    }
-    /// Share of the machine's CPU used by processes outside this benchmark, and stolen by the
-    /// hypervisor, while measuring (percent). High values make the row unreliable.
-    fn noise_pct(&self) -> (f64, f64) {
-        let [busy, total, steal] = self.machine.map(|t| t as f64);
-        let ours: u64 = self.ticks.iter().sum();
-        let others = (busy - steal - ours as f64).max(0.0);
-        (
-            100.0 * others / total.max(1.0),
-            100.0 * steal / total.max(1.0),
-        )
-    }
-    /// CPU µs per request of the relaying process (NaN for direct).
-    fn gw_us(&self) -> f64 {
-        self.gateway.map_or(f64::NAN, |i| self.cpu_us(i))
-    }
-    fn rps(&self) -> f64 {
-        self.ok as f64 / self.secs
-    }
-    fn p(&self, q: f64) -> f64 {
-        quantile_us(&self.lat, q)
-    }
 }
 
 /// Pool a run into the slot of its target.
