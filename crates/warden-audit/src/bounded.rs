@@ -88,6 +88,15 @@ impl Serialize for BoundedValue<'_> {
     }
 }
 
+/// Guard facts as the derive writes them (for [`crate::line`]).
+pub(crate) struct Facts<'a>(pub(crate) &'a BTreeMap<&'static str, serde_json::Value>);
+
+impl Serialize for Facts<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        facts_bounded(self.0, s)
+    }
+}
+
 pub(crate) fn facts_bounded<S: serde::Serializer>(
     facts: &BTreeMap<&'static str, serde_json::Value>,
     s: S,
