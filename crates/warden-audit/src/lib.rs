@@ -12,8 +12,8 @@
 //! [`MAX_FIELD`] bytes (the hint to [`MAX_HINT`]), cut on a character boundary and marked `…`;
 //! guard facts to [`MAX_FACT_TEXT`] bytes a string, [`MAX_FACT_ITEMS`] members a container and
 //! [`MAX_FACT_DEPTH`] levels. Whatever a client names (a 60 KB method), one audit line stays a
-//! few kilobytes. Events are written by [`LineWriter`], which writes the bytes the `Serialize` derive
-//! defines, more cheaply.
+//! few kilobytes. Events are written by [`LineWriter`]: the bytes the `Serialize` derive defines,
+//! more cheaply.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
