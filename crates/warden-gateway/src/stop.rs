@@ -22,6 +22,15 @@ impl Gateway {
         self.in_flight.stop();
     }
 
+    /// Wait at most `within` for the calls still open to end by themselves (their relays audit
+    /// them), as after a server exited: they end as that exit decides, not as a shutdown.
+    pub async fn settle(&self, within: Duration) {
+        let until = tokio::time::Instant::now() + within;
+        while !self.in_flight.is_empty() && tokio::time::Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Audit what is still open, end every session and stop every stdio child, waiting at most
     /// `within` for the children to exit.
     pub async fn stop(&self, within: Duration) {
@@ -62,10 +71,7 @@ impl Gateway {
         }
         // The relays of calls on stopped children audit their interruption themselves; give
         // them a moment, then audit whatever is still open.
-        let settle = tokio::time::Instant::now() + Duration::from_millis(500);
-        while !self.in_flight.is_empty() && tokio::time::Instant::now() < settle {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        self.settle(Duration::from_millis(500)).await;
         for ctx in self.in_flight.drain() {
             self.audit_interrupted(&ctx, "shutdown");
         }

@@ -193,7 +193,13 @@ pub async fn wrap_io(
     };
     tokio::pin!(exchanges);
     let code = tokio::select! {
-        code = exited => code,
+        code = exited => {
+            // The server went first: the calls it left open end as its exit decides (refused
+            // `upstream_exited`, or quietly when their client cancelled them), not as Warden's
+            // shutdown, so their relays finish before shutdown starts.
+            gw.settle(Duration::from_millis(500)).await;
+            code
+        }
         _ = &mut exchanges => stop(&child, &mut exits).await,
         _ = tokio::signal::ctrl_c() => stop(&child, &mut exits).await,
         _ = term => stop(&child, &mut exits).await,
