@@ -43,6 +43,13 @@ pub enum AuthError {
     /// `exp - iat` exceeds the configured maximum lifetime (P2.3).
     #[error("token lifetime {0}s exceeds the maximum")]
     LifetimeTooLong(u64),
+    /// Introspection said the token is not active (revoked, expired or unknown).
+    #[error("token is not active")]
+    Inactive,
+    /// A token bound to a DPoP key (`cnf.jkt`) was presented as a plain Bearer token, or a DPoP
+    /// proof is missing or does not match (RFC 9449 §7.1).
+    #[error("token is bound to a proof-of-possession key")]
+    PopRequired,
     /// The token is valid but lacks scopes the method or tool requires (403).
     #[error("insufficient scope")]
     InsufficientScope {
@@ -78,6 +85,8 @@ impl AuthError {
             Self::Expired => "token_expired",
             Self::NotYetValid => "token_not_yet_valid",
             Self::LifetimeTooLong(_) => "token_lifetime_too_long",
+            Self::Inactive => "token_inactive",
+            Self::PopRequired => "token_dpop_bound",
             Self::InsufficientScope { .. } => "insufficient_scope",
             Self::StepUp { .. } => "step_up_required",
         }

@@ -13,6 +13,8 @@
 //!   optional `typ: at+jwt` (M1, P2.3);
 //! - [`claims`]: which claims become the principal's scopes, roles, groups and tenant (Entra ID
 //!   v2 `scp`/`roles`/`tid` included — P7.3);
+//! - [`introspect`]: RFC 7662 answers for opaque tokens, held to the same audience, issuer and
+//!   time rules (M1);
 //! - [`cache`]: verified tokens keyed by their SHA-256 until they expire, so a session's later
 //!   requests skip the signature check but never the expiry check (M2);
 //! - [`require`]: per-method and per-tool scope and authentication-strength requirements →
@@ -31,6 +33,7 @@ pub mod cache;
 pub mod challenge;
 pub mod claims;
 pub mod error;
+pub mod introspect;
 pub mod keys;
 pub mod require;
 pub mod verify;
@@ -39,6 +42,8 @@ pub use bearer::{Credential, Scheme};
 pub use cache::TokenCache;
 pub use claims::ClaimMap;
 pub use error::AuthError;
+/// The signature algorithms, as `jsonwebtoken` names them (`"RS256".parse()`).
+pub use jsonwebtoken::Algorithm;
 pub use keys::KeySet;
 pub use require::Requirement;
 pub use verify::{Verified, Verifier, VerifierConfig};

@@ -7,9 +7,16 @@
 //!
 //! It must not open sockets, spawn processes or read anything but the file it is given.
 
+mod auth;
+mod check_auth;
+mod credentials;
 mod diagnostics;
 mod model;
 mod validate;
+
+pub use auth::*;
+pub use check_auth::{ALGORITHMS, serve_diagnostics};
+pub use credentials::UpstreamAuth;
 
 pub use diagnostics::{Diagnostic, Diagnostics};
 pub use model::*;
@@ -19,6 +26,7 @@ pub fn load_str(text: &str) -> Result<Config, Diagnostics> {
     let (cfg, mut problems) = diagnostics::deserialize_all(text);
     if let Some(cfg) = &cfg {
         problems.extend(validate::validate(cfg, text));
+        problems.extend(check_auth::validate(cfg, text));
     }
     problems.sort_by_key(|d| (d.line, d.column));
     match cfg {

@@ -7,6 +7,9 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use crate::auth::{AuthConfig, SecretRef};
+use crate::credentials::UpstreamAuth;
+
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -18,6 +21,9 @@ pub struct Config {
     pub sessions: SessionConfig,
     #[serde(default)]
     pub admin: Option<AdminConfig>,
+    /// `[auth]`: how clients of `warden serve` authenticate. Required by `serve`.
+    #[serde(default)]
+    pub auth: Option<AuthConfig>,
     #[serde(default)]
     pub audit: AuditConfig,
     #[serde(default)]
@@ -142,11 +148,20 @@ impl Default for SessionConfig {
     }
 }
 
-/// The admin listener: `/metrics` (Prometheus) and `/healthz`. Off unless configured.
+/// The admin listener: `/metrics` (Prometheus), `/healthz`, and session management
+/// (`/sessions`: list, revoke one, revoke a principal's). Off unless configured.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
-    pub listen: SocketAddr,
+    /// TCP address (loopback unless you mean otherwise). Session management on it needs `token`.
+    #[serde(default)]
+    pub listen: Option<SocketAddr>,
+    /// A Unix socket (created mode 0600): local access, no token needed.
+    #[serde(default)]
+    pub socket: Option<PathBuf>,
+    /// The bearer token session management needs on `listen`.
+    #[serde(default)]
+    pub token: Option<SecretRef>,
 }
 
 /// The audit event stream (P5.1).
@@ -234,6 +249,9 @@ pub struct UpstreamConfig {
     /// TLS to an `https://` upstream (P3.1). The certificate is always verified.
     #[serde(default)]
     pub tls: Option<UpstreamTls>,
+    /// Warden's own credential for this upstream (`[upstream.auth]`, P7). Default: none.
+    #[serde(default)]
+    pub auth: UpstreamAuth,
 }
 
 /// How Warden verifies an `https://` upstream. There is no switch to skip verification.
@@ -290,6 +308,7 @@ impl UpstreamConfig {
             max_backoff_ms: default_max_backoff_ms(),
             http2: false,
             tls: None,
+            auth: UpstreamAuth::None,
         }
     }
 }

@@ -1,47 +1,201 @@
-//! The admin listener: `GET /metrics` (Prometheus text) and `GET /healthz`. It binds where
-//! `[admin] listen` says (loopback unless configured) and serves nothing else.
+//! The admin listener: `GET /metrics` (Prometheus text), `GET /healthz`, and session
+//! management (M2, P8.3): `GET /sessions` lists open sessions (fingerprint, owner, age — never
+//! an id), `DELETE /sessions/<fingerprint>` revokes one, `DELETE /sessions?principal=<id>`
+//! revokes every session of a principal (`iss sub`). Each revocation is audited
+//! (`session.revoked`) and ends the session as DELETE would (upstream links closed, guard state
+//! dropped): its next request gets 404.
+//!
+//! It binds where `[admin]` says: a TCP address (loopback unless configured), where session
+//! management needs `Authorization: Bearer <admin.token>`, and/or a Unix socket created mode
+//! 0600 in a directory the operator controls, where local access is the credential. Without a
+//! token, the TCP listener refuses session management (403) rather than leaving it open.
 
 use std::convert::Infallible;
 use std::sync::Arc;
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::json;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
+use warden_audit::Decision;
+use warden_guard::Secret;
 
-use crate::downstream::body::full;
+use crate::downstream::body::{Response, full};
 use crate::downstream::respond;
 use crate::gateway::Gateway;
 
-pub async fn serve(gw: Arc<Gateway>, listener: TcpListener) {
+/// How a connection reached the admin listener.
+#[derive(Clone)]
+enum Access {
+    /// TCP: session management needs this token (`None`: refused).
+    Tcp(Option<Secret>),
+    /// The Unix socket: local access suffices.
+    Local,
+}
+
+/// Serve the TCP admin listener; session management needs `token`.
+pub async fn serve(gw: Arc<Gateway>, listener: TcpListener, token: Option<Secret>) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
-        let gw = gw.clone();
-        tokio::spawn(async move {
-            let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                let gw = gw.clone();
-                async move {
-                    let resp = match (req.method(), req.uri().path()) {
-                        (&http::Method::GET, "/metrics") => {
-                            gw.metrics.sessions_open.set(gw.sessions.len() as i64);
-                            respond::response(
-                                200,
-                                Some("application/openmetrics-text; version=1.0.0; charset=utf-8"),
-                                full(gw.metrics.render()),
-                            )
-                        }
-                        (&http::Method::GET, "/healthz") => {
-                            respond::response(200, Some("text/plain"), full("ok\n"))
-                        }
-                        _ => respond::response(404, Some("text/plain"), full("not found\n")),
-                    };
-                    Ok::<_, Infallible>(resp)
-                }
-            });
-            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
-        });
+        tokio::spawn(connection(gw.clone(), stream, Access::Tcp(token.clone())));
     }
+}
+
+/// Serve the admin listener on a Unix socket (created by the caller, mode 0600).
+#[cfg(unix)]
+pub async fn serve_unix(gw: Arc<Gateway>, listener: tokio::net::UnixListener) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        tokio::spawn(connection(gw.clone(), stream, Access::Local));
+    }
+}
+
+async fn connection<S>(gw: Arc<Gateway>, stream: S, access: Access)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+        let gw = gw.clone();
+        let access = access.clone();
+        async move { Ok::<_, Infallible>(route(&gw, &access, &req).await) }
+    });
+    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+        .serve_connection(TokioIo::new(stream), svc)
+        .await;
+}
+
+fn text(status: u16, body: &'static str) -> Response {
+    respond::response(status, Some("text/plain"), full(body))
+}
+
+fn json_response(status: u16, v: serde_json::Value) -> Response {
+    respond::response(status, Some("application/json"), full(v.to_string()))
+}
+
+async fn route<B>(gw: &Gateway, access: &Access, req: &http::Request<B>) -> Response {
+    let path = req.uri().path();
+    match (req.method(), path) {
+        (&http::Method::GET, "/metrics") => {
+            gw.metrics.sessions_open.set(gw.sessions.len() as i64);
+            return respond::response(
+                200,
+                Some("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+                full(gw.metrics.render()),
+            );
+        }
+        (&http::Method::GET, "/healthz") => return text(200, "ok\n"),
+        _ if path == "/sessions" || path.starts_with("/sessions/") => {}
+        _ => return text(404, "not found\n"),
+    }
+    if let Err(r) = authorize(access, req.headers()) {
+        audit(gw, "admin.refused", Decision::Deny, None, None, Some(r.1));
+        return r.0;
+    }
+    match *req.method() {
+        http::Method::GET if path == "/sessions" => {
+            let list: Vec<_> = gw
+                .sessions
+                .list()
+                .into_iter()
+                .map(|l| {
+                    json!({"session": &*l.fingerprint, "owner": l.owner,
+                           "age_secs": l.age_secs, "idle_secs": l.idle_secs})
+                })
+                .collect();
+            json_response(200, json!({ "sessions": list }))
+        }
+        http::Method::DELETE => {
+            let principal = req.uri().query().and_then(|q| {
+                form_urlencoded::parse(q.as_bytes())
+                    .find(|(k, _)| k == "principal")
+                    .map(|(_, v)| v.into_owned())
+            });
+            let one = path.strip_prefix("/sessions/").filter(|f| !f.is_empty());
+            let revoked = match (one, principal) {
+                (Some(fp), None) => gw.revoke_sessions(|f, _| f == fp).await,
+                (None, Some(p)) => gw.revoke_sessions(|_, o| o.to_string() == p).await,
+                _ => {
+                    return text(
+                        400,
+                        "name one session (/sessions/<fingerprint>) or ?principal=<iss sub>\n",
+                    );
+                }
+            };
+            for (fp, owner) in &revoked {
+                audit(
+                    gw,
+                    "session.revoked",
+                    Decision::Info,
+                    Some(fp.clone()),
+                    Some(owner.clone()),
+                    None,
+                );
+            }
+            let status = if revoked.is_empty() { 404 } else { 200 };
+            json_response(status, json!({ "revoked": revoked.len() }))
+        }
+        _ => text(
+            405,
+            "GET /sessions, DELETE /sessions/<fingerprint> or ?principal=\n",
+        ),
+    }
+}
+
+/// Session management is allowed on the socket, or on TCP with the admin token.
+fn authorize(access: &Access, headers: &http::HeaderMap) -> Result<(), (Response, &'static str)> {
+    let token = match access {
+        Access::Local => return Ok(()),
+        Access::Tcp(None) => {
+            return Err((
+                text(
+                    403,
+                    "session management needs [admin] token, or the admin socket\n",
+                ),
+                "admin_token_not_configured",
+            ));
+        }
+        Access::Tcp(Some(t)) => t,
+    };
+    let presented = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    let same = aws_lc_rs::constant_time::verify_slices_are_equal(
+        presented.as_bytes(),
+        token.expose().as_bytes(),
+    )
+    .is_ok();
+    if same {
+        Ok(())
+    } else {
+        let mut r = text(401, "admin token required\n");
+        r.headers_mut().insert(
+            http::header::WWW_AUTHENTICATE,
+            http::HeaderValue::from_static("Bearer realm=\"warden-admin\""),
+        );
+        Err((r, "admin_token_invalid"))
+    }
+}
+
+fn audit(
+    gw: &Gateway,
+    kind: &'static str,
+    decision: Decision,
+    session: Option<Arc<str>>,
+    owner: Option<String>,
+    reason: Option<&'static str>,
+) {
+    let mut ev = warden_audit::AuditEvent::new(kind, decision);
+    ev.session = session;
+    ev.subject = owner;
+    ev.client = Some("admin".into());
+    ev.control = Some("M2");
+    ev.reason = reason.map(Into::into);
+    gw.audit.emit(ev);
 }

@@ -76,6 +76,21 @@ pub struct SessionState {
     pub client_caps: Mutex<Vec<String>>,
     /// Where this session's names lead (several upstreams): filled by its own lists only.
     pub catalog: Mutex<Catalog>,
+    /// The principal of the session's latest request (its owner; the token may be newer):
+    /// Warden's own requests for the session (GET stream, DELETE) carry its upstream credential.
+    pub principal: Mutex<Option<Arc<warden_guard::Principal>>>,
+}
+
+impl SessionState {
+    /// Remember the principal of a request of this session.
+    pub fn seen(&self, p: Option<&Arc<warden_guard::Principal>>) {
+        if let Some(p) = p {
+            let mut cur = self.principal.lock().unwrap_or_else(|e| e.into_inner());
+            if !cur.as_ref().is_some_and(|c| Arc::ptr_eq(c, p)) {
+                *cur = Some(p.clone());
+            }
+        }
+    }
 }
 
 pub struct Gateway {
@@ -227,6 +242,7 @@ impl Gateway {
             waiters: Default::default(),
             client_caps: Mutex::new(Vec::new()),
             catalog: Default::default(),
+            principal: Mutex::new(None),
         }
     }
 
@@ -241,6 +257,22 @@ impl Gateway {
             self.close_session(s).await;
         }
         s
+    }
+
+    /// Revoke the sessions `pick` chooses by fingerprint and owner (the admin listener): each
+    /// ends as a DELETE would. Returns (fingerprint, owner) of each.
+    pub async fn revoke_sessions(
+        &self,
+        pick: impl Fn(&str, &Owner) -> bool,
+    ) -> Vec<(Arc<str>, String)> {
+        let gone = self.sessions.revoke(pick);
+        self.metrics.sessions_open.set(self.sessions.len() as i64);
+        let mut out = Vec::with_capacity(gone.len());
+        for (fp, owner, s) in gone {
+            self.close_session(&s).await;
+            out.push((fp, owner.to_string()));
+        }
+        out
     }
 
     /// What ending a session does beyond the table (also for sessions that expired).
@@ -275,7 +307,23 @@ impl Gateway {
         cleared: &Cleared,
         owner: &Owner,
     ) -> Result<(Reply, Option<String>), UpstreamError> {
-        let own = cleared.upstream_headers();
+        let shaped;
+        let own = match cleared.upstream_headers_for(idx) {
+            Some(h) => h,
+            None => {
+                let front = if matches!(owner, Owner::Local) {
+                    warden_guard::Front::Stdio
+                } else {
+                    warden_guard::Front::Http
+                };
+                shaped = self
+                    .pipeline
+                    .own_request_for(cleared, idx, self.upstreams[idx].name.clone(), front)
+                    .await
+                    .map_err(|r| UpstreamError::Credential(r.message.to_string()))?;
+                &shaped.headers
+            }
+        };
         let own = (!own.is_empty()).then_some(own);
         let bytes = cleared.bytes().clone();
         self.send(idx, session, headers, own, msg, bytes, Some(owner))
@@ -365,8 +413,24 @@ impl Gateway {
             return None;
         };
         let sid = session_id.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        // Warden's own request for the session: the upstream's credential for its principal.
+        let mut ctx = Ctx::new(self.next_request_id(), Front::Http, None, "warden".into());
+        ctx.principal = session
+            .principal
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        ctx.route = Some(warden_guard::Route::to(
+            idx,
+            self.upstreams[idx].name.clone(),
+        ));
+        let own = match self.pipeline.own_request(&mut ctx).await {
+            Ok(o) => o,
+            Err(r) => return Some(Err(UpstreamError::Credential(r.message.to_string()))),
+        };
+        let own = (!own.headers.is_empty()).then_some(&own.headers);
         Some(
-            h.send(method, headers, None, sid.as_deref(), Bytes::new())
+            h.send(method, headers, own, sid.as_deref(), Bytes::new())
                 .await,
         )
     }

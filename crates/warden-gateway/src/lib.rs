@@ -19,6 +19,7 @@ pub mod event_log;
 pub mod exchange;
 pub mod gateway;
 pub mod guards;
+pub mod identity;
 pub mod in_flight;
 pub mod metrics;
 pub mod pipeline;

@@ -19,10 +19,11 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::HeaderMap;
+use warden_audit::RequestId;
 use warden_config::Config;
 use warden_guard::{
-    Check, Ctx, Guard, GuardEnv, HttpFacts, ItemVerdict, ListItem, LocalResponse, Outcome, Refusal,
-    SessionKey, UpstreamRequest, Verdict,
+    Check, Ctx, Front, Guard, GuardEnv, HttpFacts, ItemVerdict, ListItem, LocalResponse, Outcome,
+    Principal, Refusal, Route, SessionKey, UpstreamRequest, Verdict,
 };
 use warden_proto::Message;
 
@@ -30,22 +31,73 @@ use crate::guards::{
     host_origin::HostOrigin, http_hygiene::HttpHygiene, protocol::StatelessRules,
     tool_headers::ToolHeaders,
 };
+use crate::identity::{Identity, upstream::UpstreamCredentials};
 
 /// The guards, in order.
 pub fn guards(cfg: &Config, _env: &GuardEnv) -> Vec<Box<dyn Guard>> {
-    vec![
+    let mut g: Vec<Box<dyn Guard>> = vec![
         // P1.1 / P8.4 request-smuggling hygiene: one Host, equal to the authority; one framing;
         // each MCP header once. First, so what the guards below check is the only value.
         Box::new(HttpHygiene),
         // P8.4 DNS-rebinding defence: Host and Origin allowlists.
         Box::new(HostOrigin::new(&cfg.server)),
-        // P1.1 (SEP-2243): x-mcp-header annotations — withhold invalid tools, hand the called
-        // tool's annotations to the protocol rules below (listing the upstream itself when no
-        // list has shown the tool yet).
-        Box::new(ToolHeaders::default()),
-        // P3.4 / P1.1: 2026-07-28 `_meta`, version and header–body agreement (incl. Mcp-Param-*).
-        Box::new(StatelessRules),
-    ]
+    ];
+    // M1 M2 P2.1–P2.4: the access token of every HTTP request; the principal; per-method and
+    // per-tool scopes and step-up. Before anything that reads the message or asks an upstream.
+    match Identity::new(cfg) {
+        Ok(Some(i)) => g.push(Box::new(i)),
+        Ok(None) => {}
+        Err(e) => g.push(Box::new(Misconfigured("identity", e))),
+    }
+    // P1.1 (SEP-2243): x-mcp-header annotations — withhold invalid tools, hand the called
+    // tool's annotations to the protocol rules below (listing the upstream itself when no
+    // list has shown the tool yet).
+    g.push(Box::new(ToolHeaders::default()));
+    // P3.4 / P1.1: 2026-07-28 `_meta`, version and header–body agreement (incl. Mcp-Param-*).
+    g.push(Box::new(StatelessRules));
+    // P7.1–P7.4: Warden's own credential for the upstream a cleared message goes to.
+    match UpstreamCredentials::new(cfg) {
+        Ok(Some(c)) => g.push(Box::new(c)),
+        Ok(None) => {}
+        Err(e) => g.push(Box::new(Misconfigured("upstream_credentials", e))),
+    }
+    g
+}
+
+/// The guards `cfg` needs could not be built: say why (`warden serve` refuses to start on
+/// this; a gateway built anyway refuses every message — fail closed).
+pub fn check(cfg: &Config) -> Result<(), String> {
+    Identity::new(cfg)?;
+    UpstreamCredentials::new(cfg)?;
+    Ok(())
+}
+
+/// A guard whose configuration failed: it refuses everything.
+struct Misconfigured(&'static str, String);
+
+impl Misconfigured {
+    fn refusal(&self) -> Refusal {
+        Refusal::new(
+            503,
+            warden_proto::error::code::GATEWAY_DENIED,
+            "guard_misconfigured",
+            "P1.1",
+            "Service Unavailable: a security control is misconfigured",
+            format!("{}: {}", self.0, self.1),
+        )
+    }
+}
+
+impl Guard for Misconfigured {
+    fn name(&self) -> &'static str {
+        self.0
+    }
+    fn http_request<'a>(&'a self, _req: &'a HttpFacts<'a>, _ctx: &'a mut Ctx) -> Check<'a> {
+        Check::Ready(Verdict::Deny(self.refusal()))
+    }
+    fn client_message<'a>(&'a self, _msg: &'a Message<'a>, _ctx: &'a mut Ctx) -> Check<'a> {
+        Check::Ready(Verdict::Deny(self.refusal()))
+    }
 }
 
 /// The guards as one value the front ends and the exchange core share.
@@ -64,14 +116,24 @@ pub struct Cleared {
     changed: bool,
     /// What the guards add to the upstream request.
     upstream: UpstreamRequest,
+    /// The upstream `upstream` was shaped for; another upstream (a fan-out) gets its own,
+    /// shaped when it is sent ([`Pipeline::own_request_for`]): one upstream's credential never
+    /// goes to another.
+    shaped_for: Option<usize>,
+    /// Who the message is from, for shaping another upstream's request.
+    principal: Option<Arc<Principal>>,
+    request_id: RequestId,
 }
 
 impl Cleared {
-    fn new(bytes: Bytes, changed: bool, upstream: UpstreamRequest) -> Self {
+    fn new(bytes: Bytes, changed: bool, upstream: UpstreamRequest, ctx: &Ctx) -> Self {
         Self {
             bytes,
             changed,
             upstream,
+            shaped_for: ctx.route.as_ref().map(|r| r.index),
+            principal: ctx.principal.clone(),
+            request_id: ctx.request_id,
         }
     }
     /// Did a guard rewrite the message?
@@ -82,9 +144,9 @@ impl Cleared {
     pub fn bytes(&self) -> &Bytes {
         &self.bytes
     }
-    /// The headers guards set for the upstream request.
-    pub fn upstream_headers(&self) -> &HeaderMap {
-        &self.upstream.headers
+    /// The headers guards set for the upstream request, if it was shaped for upstream `idx`.
+    pub fn upstream_headers_for(&self, idx: usize) -> Option<&HeaderMap> {
+        (self.shaped_for == Some(idx)).then_some(&self.upstream.headers)
     }
 }
 
@@ -173,7 +235,7 @@ impl Pipeline {
             Step::Answer(a) => return Ok(Passed::Answer(a)),
         };
         let up = self.own_request(ctx).await?;
-        Ok(Passed::Forward(Cleared::new(bytes, changed, up)))
+        Ok(Passed::Forward(Cleared::new(bytes, changed, up, ctx)))
     }
 
     /// What the guards add to a request for the routed upstream (Warden's own credentials),
@@ -186,6 +248,21 @@ impl Pipeline {
             }
         }
         Ok(up)
+    }
+
+    /// The upstream request for upstream `idx` (called `name`) of a cleared message that was
+    /// shaped for another (a fan-out to every upstream).
+    pub async fn own_request_for(
+        &self,
+        cleared: &Cleared,
+        idx: usize,
+        name: Arc<str>,
+        front: Front,
+    ) -> Result<UpstreamRequest, Refusal> {
+        let mut ctx = Ctx::new(cleared.request_id, front, None, "warden".into());
+        ctx.principal = cleared.principal.clone();
+        ctx.route = Some(Route::to(idx, name));
+        self.own_request(&mut ctx).await
     }
 
     /// Walk a server→client message bottom-up.

@@ -59,11 +59,22 @@ impl From<&str> for Owner {
     }
 }
 
-/// Why a session could not be used.
+/// Why a session could not be used. Both answer 404 alike (M2); only the audit tells them apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lookup {
-    /// Unknown, ended, expired or owned by someone else: all answer 404 alike.
+    /// Unknown, ended or expired.
     NotFound,
+    /// Open, but another owner's: someone presented an id that is not theirs.
+    OtherOwner,
+}
+
+/// One open session as the admin listener shows it (never its id).
+#[derive(Debug, Clone)]
+pub struct Listed {
+    pub fingerprint: std::sync::Arc<str>,
+    pub owner: String,
+    pub age_secs: u64,
+    pub idle_secs: u64,
 }
 
 /// Why a session could not be opened.
@@ -138,7 +149,7 @@ impl<T> Sessions<T> {
     pub fn get(&self, owner: &Owner, id: &str) -> Result<std::sync::Arc<T>, Lookup> {
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         match map.get(id) {
-            Some((e, _)) if e.owner != *owner => Err(Lookup::NotFound),
+            Some((e, _)) if e.owner != *owner => Err(Lookup::OtherOwner),
             None => Err(Lookup::NotFound),
             Some((e, _)) if self.is_expired(e) => {
                 map.remove(id);
@@ -158,6 +169,45 @@ impl<T> Sessions<T> {
             Some((e, _)) if e.owner == *owner => map.remove(id).map(|(_, s)| s),
             _ => None,
         }
+    }
+
+    /// The open sessions (admin listing).
+    pub fn list(&self) -> Vec<Listed> {
+        let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        let now_ms = self.base.elapsed().as_millis() as u64;
+        let mut out: Vec<Listed> = map
+            .values()
+            .filter(|(e, _)| !self.is_expired(e))
+            .map(|(e, _)| Listed {
+                fingerprint: fingerprint(&e.id),
+                owner: e.owner.to_string(),
+                age_secs: e.created.elapsed().as_secs(),
+                idle_secs: now_ms.saturating_sub(e.last_used_ms.load(Ordering::Relaxed)) / 1000,
+            })
+            .collect();
+        out.sort_by(|a, b| {
+            a.owner
+                .cmp(&b.owner)
+                .then(a.fingerprint.cmp(&b.fingerprint))
+        });
+        out
+    }
+
+    /// Remove the sessions `pick` chooses (revocation); returns (fingerprint, owner, state).
+    pub fn revoke(
+        &self,
+        pick: impl Fn(&str, &Owner) -> bool,
+    ) -> Vec<(std::sync::Arc<str>, Owner, std::sync::Arc<T>)> {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        let ids: Vec<String> = map
+            .iter()
+            .filter(|(id, (e, _))| pick(&fingerprint(id), &e.owner))
+            .map(|(id, _)| id.clone())
+            .collect();
+        ids.iter()
+            .filter_map(|id| map.remove(id))
+            .map(|(e, s)| (fingerprint(&e.id), e.owner, s))
+            .collect()
     }
 
     /// Remove expired sessions; returns their states for cleanup.
@@ -233,11 +283,36 @@ mod tests {
         let (alice, mallory) = (Owner::from("alice"), Owner::from("mallory"));
         let (id, _) = s.open(&alice, |_| ()).unwrap();
         assert!(s.get(&alice, &id).is_ok());
-        assert_eq!(s.get(&mallory, &id).err(), Some(Lookup::NotFound));
+        assert_eq!(s.get(&mallory, &id).err(), Some(Lookup::OtherOwner));
         assert!(s.remove(&mallory, &id).is_none(), "no one else may end it");
         assert_eq!(s.get(&alice, "forged").err(), Some(Lookup::NotFound));
         assert!(s.remove(&alice, &id).is_some());
         assert_eq!(s.get(&alice, &id).err(), Some(Lookup::NotFound));
+    }
+
+    #[test]
+    fn revocation_by_fingerprint_and_by_owner() {
+        let s: Sessions<()> = Sessions::new(cfg(60, 600, 4, 10));
+        let (alice, bob) = (Owner::from("alice"), Owner::from("bob"));
+        let (a1, _) = s.open(&alice, |_| ()).unwrap();
+        let (a2, _) = s.open(&alice, |_| ()).unwrap();
+        let (b1, _) = s.open(&bob, |_| ()).unwrap();
+        assert_eq!(s.list().len(), 3);
+        assert!(
+            s.list()
+                .iter()
+                .all(|l| l.fingerprint.len() == 16 && l.owner != a1)
+        );
+        let fp = fingerprint(&a1);
+        assert_eq!(s.revoke(|f, _| *f == *fp).len(), 1);
+        assert_eq!(s.get(&alice, &a1).err(), Some(Lookup::NotFound));
+        assert!(s.get(&alice, &a2).is_ok());
+        assert_eq!(s.revoke(|_, o| *o == alice).len(), 1);
+        assert_eq!(s.get(&alice, &a2).err(), Some(Lookup::NotFound));
+        assert!(
+            s.get(&bob, &b1).is_ok(),
+            "another principal's sessions stay"
+        );
     }
 
     #[test]

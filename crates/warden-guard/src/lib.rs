@@ -80,7 +80,7 @@ pub use client::{ClientChannel, ClientError};
 pub use ctx::{Ctx, Front, Route};
 pub use guard::{Guard, GuardEnv, HttpFacts, Outcome, UpstreamRequest};
 pub use list::{ListItem, ListKind};
-pub use principal::{AuthStrength, Principal};
+pub use principal::{AuthStrength, Principal, Secret};
 pub use refusal::{Details as RefusalDetails, Refusal};
 pub use session::{
     Decode, Erased, MemoryStore, SessionKey, SessionRef, SessionStore, Slot, StoreError, Stored,

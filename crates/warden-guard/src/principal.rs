@@ -43,6 +43,30 @@ pub struct Principal {
     pub expires: Option<SystemTime>,
     /// Every claim of the credential, for policy (never logged whole).
     pub claims: serde_json::Map<String, serde_json::Value>,
+    /// The access token that established this principal: only for RFC 8693 token exchange
+    /// (Warden's own upstream credential for this user), never forwarded or logged.
+    pub token: Option<Secret>,
+}
+
+/// A secret value (an access token): its `Debug` shows nothing of it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(Arc<str>);
+
+impl Secret {
+    /// Wrap `value`.
+    pub fn new(value: &str) -> Self {
+        Self(value.into())
+    }
+    /// The secret itself, for the one place that must send it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(redacted)")
+    }
 }
 
 impl Principal {
@@ -60,6 +84,7 @@ impl Principal {
             strength: AuthStrength::default(),
             expires: None,
             claims: Default::default(),
+            token: None,
         }
     }
 

@@ -14,6 +14,8 @@ use warden_audit::{AuditEvent, AuditSink, Decision, JsonLinesSink};
 use warden_config::{Config, LogFormat, UpstreamConfig};
 use warden_gateway::Gateway;
 
+mod sessions_cli;
+
 #[derive(Parser)]
 #[command(
     name = "warden",
@@ -46,11 +48,29 @@ enum Command {
         #[arg(last = true, required = true, num_args = 1..)]
         command: Vec<String>,
     },
+    /// List or revoke the downstream sessions of a running `warden serve` (admin listener).
+    Sessions {
+        /// Configuration file (TOML) of the running gateway: its [admin] section is used.
+        #[arg(short, long, env = "WARDEN_CONFIG")]
+        config: PathBuf,
+        #[command(subcommand)]
+        action: SessionsAction,
+    },
     /// Check a configuration file; prints every error as FILE:LINE:COL with a hint.
     CheckConfig {
         /// Configuration file (TOML).
         file: PathBuf,
     },
+}
+
+#[derive(Subcommand)]
+enum SessionsAction {
+    /// Open sessions: fingerprint, owner (`iss sub`), age and idle time.
+    List,
+    /// End one session, by the fingerprint `list` and audit events show.
+    Revoke { fingerprint: String },
+    /// End every session of a principal (`"<iss> <sub>"`, as `list` shows it).
+    RevokePrincipal { principal: String },
 }
 
 fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
@@ -64,7 +84,15 @@ fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
 /// or the system trust store), checked the same way and placed at the upstream's line.
 fn check_files(path: &std::path::Path, cfg: &Config) -> warden_config::Diagnostics {
     let text = std::fs::read_to_string(path).unwrap_or_default();
-    let mut out = Vec::new();
+    let mut out = warden_config::serve_diagnostics(cfg, &text);
+    if let Err(e) = warden_gateway::pipeline::check(cfg) {
+        out.push(warden_config::Diagnostic {
+            line: 0,
+            column: 0,
+            message: e,
+            hint: "fix the [auth] or [upstream.auth] setting it names (files and secrets are read at start)".into(),
+        });
+    }
     for (i, up) in cfg.upstreams.iter().enumerate() {
         if let Err(e) = warden_gateway::upstream::tls::check(up) {
             let field = if up.tls.is_some() { "tls" } else { "url" };
@@ -126,6 +154,21 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
+        Command::Sessions { config, action } => match load(&config) {
+            Ok(cfg) => sessions_cli::run(
+                &cfg,
+                match action {
+                    SessionsAction::List => sessions_cli::Action::List,
+                    SessionsAction::Revoke { fingerprint } => {
+                        sessions_cli::Action::Revoke(fingerprint)
+                    }
+                    SessionsAction::RevokePrincipal { principal } => {
+                        sessions_cli::Action::RevokePrincipal(principal)
+                    }
+                },
+            ),
+            Err(code) => code,
+        },
         Command::Serve { config } => {
             let cfg = match load(&config) {
                 Ok(c) => c,
@@ -136,6 +179,11 @@ fn main() -> ExitCode {
                     "{}:0:0: error: no [[upstream]] configured\n  hint: add at least one [[upstream]] with url or command",
                     config.display()
                 );
+                return ExitCode::from(2);
+            }
+            let problems = check_files(&config, &cfg);
+            if !problems.0.is_empty() {
+                eprint!("{}", problems.render(&config.display().to_string()));
                 return ExitCode::from(2);
             }
             run("serve", cfg, serve)
@@ -216,6 +264,7 @@ async fn serve(cfg: Config, audit: Arc<dyn AuditSink>) -> ExitCode {
     let listen = cfg.server.listen;
     let path = cfg.server.path.clone();
     let admin = cfg.admin.clone();
+    let auth = cfg.auth.clone();
     let gw = match Gateway::new(cfg, audit) {
         Ok(g) => g,
         Err(e) => {
@@ -234,20 +283,11 @@ async fn serve(cfg: Config, audit: Arc<dyn AuditSink>) -> ExitCode {
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
-    if let Some(admin) = admin {
-        match tokio::net::TcpListener::bind(admin.listen).await {
-            Ok(l) => {
-                eprintln!(
-                    "warden: admin on http://{}/metrics",
-                    l.local_addr().map(|a| a.to_string()).unwrap_or_default()
-                );
-                tokio::spawn(warden_gateway::admin::serve(gw.clone(), l));
-            }
-            Err(e) => {
-                eprintln!("warden: cannot listen on {}: {e}", admin.listen);
-                return ExitCode::from(2);
-            }
-        }
+    if let Some(admin) = admin
+        && let Err(e) = admin_listeners(&gw, &admin).await
+    {
+        eprintln!("warden: {e}");
+        return ExitCode::from(2);
     }
     let sweeper = gw.clone();
     tokio::spawn(async move {
@@ -256,6 +296,19 @@ async fn serve(cfg: Config, audit: Arc<dyn AuditSink>) -> ExitCode {
             sweeper.sweep_sessions().await;
         }
     });
+    match auth {
+        Some(a) if a.mode == warden_config::AuthMode::Oauth => eprintln!(
+            "warden: OAuth 2.1 resource server: tokens of {} for {}",
+            a.issuer.as_deref().unwrap_or_default(),
+            a.resource.as_deref().unwrap_or_default()
+        ),
+        _ => {
+            eprintln!(
+                "warden: WARNING: no authentication ([auth] mode = \"local\"): loopback only"
+            );
+            tracing::warn!("serving without authentication ([auth] mode = \"local\")");
+        }
+    }
     eprintln!("warden: listening on http://{local}{path}");
     tracing::info!(%local, "warden serving");
     match warden_gateway::downstream::http::serve(gw, listener, shutdown_signal()).await {
@@ -267,7 +320,47 @@ async fn serve(cfg: Config, audit: Arc<dyn AuditSink>) -> ExitCode {
     }
 }
 
-async fn wrap(cfg: Config, audit: Arc<dyn AuditSink>) -> ExitCode {
+/// The admin listener's TCP address and/or Unix socket.
+async fn admin_listeners(
+    gw: &Arc<Gateway>,
+    admin: &warden_config::AdminConfig,
+) -> Result<(), String> {
+    let token = match &admin.token {
+        Some(t) => Some(
+            warden_gateway::identity::secret::read(t).map_err(|e| format!("admin.token: {e}"))?,
+        ),
+        None => None,
+    };
+    if let Some(addr) = admin.listen {
+        let l = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        eprintln!(
+            "warden: admin on http://{}/metrics",
+            l.local_addr().map(|a| a.to_string()).unwrap_or_default()
+        );
+        tokio::spawn(warden_gateway::admin::serve(gw.clone(), l, token));
+    }
+    #[cfg(unix)]
+    if let Some(path) = &admin.socket {
+        use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+        // A socket left by an earlier run is replaced; anything else at the path is an error.
+        if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket()) {
+            let _ = std::fs::remove_file(path);
+        }
+        let l = tokio::net::UnixListener::bind(path)
+            .map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        eprintln!("warden: admin on unix:{}", path.display());
+        tokio::spawn(warden_gateway::admin::serve_unix(gw.clone(), l));
+    }
+    Ok(())
+}
+
+async fn wrap(mut cfg: Config, audit: Arc<dyn AuditSink>) -> ExitCode {
+    // The local client owns the process and its stdio: there is no token to ask for.
+    cfg.auth = None;
     let gw = match Gateway::new(cfg, audit) {
         Ok(g) => g,
         Err(e) => {

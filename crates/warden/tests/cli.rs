@@ -15,6 +15,7 @@ fn every_subcommand_has_help() {
         &["serve"][..],
         &["wrap"][..],
         &["check-config"][..],
+        &["sessions"][..],
     ] {
         let out = Command::new(warden_bin())
             .args(sub)
@@ -74,10 +75,27 @@ fn check_config_reports_every_error_with_its_place() {
         "every error has a hint: {err}"
     );
 
+    // `serve` needs [auth]: running without authentication is a decision written down.
+    let no_auth = dir.join("no_auth.toml");
+    std::fs::write(
+        &no_auth,
+        "[[upstream]]\nname = \"a\"\nurl = \"http://127.0.0.1:9/mcp\"\n",
+    )
+    .unwrap();
+    let out = Command::new(warden_bin())
+        .arg("check-config")
+        .arg(&no_auth)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("needs an [auth] section"),
+        "{err}"
+    );
     let good = dir.join("good.toml");
     std::fs::write(
         &good,
-        "[[upstream]]\nname = \"a\"\nurl = \"http://127.0.0.1:9/mcp\"\n",
+        "[auth]\nmode = \"local\"\n\n[[upstream]]\nname = \"a\"\nurl = \"http://127.0.0.1:9/mcp\"\n",
     )
     .unwrap();
     let out = Command::new(warden_bin())

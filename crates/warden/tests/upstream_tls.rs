@@ -321,7 +321,7 @@ fn an_unreadable_ca_file_fails_check_config_and_stops_warden_at_start() {
         std::fs::write(
             &cfg,
             format!(
-                "[audit]\npath = {}\n\n[[upstream]]\nname = \"remote\"\nurl = \"https://localhost:9/mcp\"\n[upstream.tls]\nca_file = {}\n",
+                "[audit]\npath = {}\n\n[[upstream]]\nname = \"remote\"\nurl = \"https://localhost:9/mcp\"\n[upstream.tls]\nca_file = {}\n\n[auth]\nmode = \"local\"\n",
                 toml_str(&p.dir.join("audit.jsonl").display().to_string()),
                 toml_str(&file.display().to_string())
             ),

@@ -241,6 +241,7 @@ pub async fn post(
             .open(&owner, |id| gw.new_session_state(fingerprint(id)))
         {
             Ok((id, state)) => {
+                state.seen(ctx.principal.as_ref());
                 ctx.session = Some(state.fingerprint.clone());
                 gw.metrics.sessions_open.set(gw.sessions.len() as i64);
                 session = Some(state);
@@ -277,11 +278,13 @@ pub async fn post(
         let s = match gw.sessions.get(&owner_of(&ctx), sid) {
             Ok(s) => s,
             // The audit trail keeps the fingerprint of the id that was tried.
-            Err(_) => {
+            Err(e) => {
                 ctx.session = Some(fingerprint(sid));
+                lookup_failed(&gw, &mut ctx, e);
                 return refuse(&gw, &ctx, session_not_found(), msg.id());
             }
         };
+        s.seen(ctx.principal.as_ref());
         // The session's own fingerprint: the same text, computed once when it opened.
         ctx.session = Some(s.fingerprint.clone());
         let negotiated = *s.version.lock().unwrap_or_else(|p| p.into_inner());
@@ -390,6 +393,20 @@ pub fn session_not_found() -> Refusal {
     )
 }
 
+/// Another principal's session id was presented (M2, P8.1): the client gets the same 404 as for
+/// an unknown id, the audit trail a `session.owner_mismatch` event and a fact on the refusal.
+fn lookup_failed(gw: &Gateway, ctx: &mut Ctx, e: crate::session::Lookup) {
+    if e == crate::session::Lookup::OtherOwner {
+        ctx.facts
+            .insert("session_owner", "another principal".into());
+        let mut ev = ctx.event("session.owner_mismatch", warden_audit::Decision::Deny);
+        ev.reason = Some("session_owner_mismatch".into());
+        ev.control = Some("M2");
+        ev.hint = Some("a session id was presented by someone it does not belong to".into());
+        gw.audit.emit(ev);
+    }
+}
+
 /// The session a GET or DELETE names, or the refusal.
 fn session_of(
     gw: &Gateway,
@@ -427,10 +444,11 @@ fn session_of(
     ctx.session = Some(fingerprint(&sid));
     ctx.generation = Some(Generation::Session);
     let header = session_version(headers.get(&MCP_PROTOCOL_VERSION))?;
-    let s = gw
-        .sessions
-        .get(&owner_of(ctx), &sid)
-        .map_err(|_| session_not_found())?;
+    let s = gw.sessions.get(&owner_of(ctx), &sid).map_err(|e| {
+        lookup_failed(gw, ctx, e);
+        session_not_found()
+    })?;
+    s.seen(ctx.principal.as_ref());
     let negotiated = *s.version.lock().unwrap_or_else(|p| p.into_inner());
     let present = headers.contains_key(&MCP_PROTOCOL_VERSION);
     ctx.version = Some(in_session_version(header, present, negotiated, None)?);

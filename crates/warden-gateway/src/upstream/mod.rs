@@ -54,6 +54,9 @@ pub enum UpstreamError {
     /// Every stdio child slot (`limits.max_stdio_children`) is taken: no child is started.
     #[error("no stdio server can be started: {max} are running (limits.max_stdio_children)")]
     Capacity { max: usize },
+    /// Warden could not obtain its own credential for the upstream (P7.2): nothing was sent.
+    #[error("Warden's credential for the upstream could not be obtained: {0}")]
+    Credential(String),
 }
 
 /// `Retry-After` (seconds) when no stdio child can be started.
@@ -69,6 +72,7 @@ impl UpstreamError {
             UpstreamError::Exited => "upstream_exited",
             UpstreamError::Restarting(_) => "upstream_restarting",
             UpstreamError::Capacity { .. } => "stdio_children_limit",
+            UpstreamError::Credential(_) => "upstream_credential_failed",
         }
     }
 
@@ -76,6 +80,7 @@ impl UpstreamError {
     pub fn control(&self) -> &'static str {
         match self {
             UpstreamError::Tls(_) => "P3.1",
+            UpstreamError::Credential(_) => "P7.2",
             _ => "P4.3",
         }
     }

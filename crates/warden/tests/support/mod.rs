@@ -6,9 +6,11 @@
 #![allow(dead_code)]
 
 pub mod attack;
+pub mod auth_arena;
 pub mod client;
 pub mod lossless_gen;
 pub mod lossless_wire;
+pub mod oidc;
 pub mod recorder;
 pub mod sdk_peers;
 pub mod sse_upstream;
@@ -308,7 +310,8 @@ pub fn upstream_stdio(name: &str, argv: &[String], prefix: Option<&str>) -> Stri
 
 impl Warden {
     /// Start `warden serve` with `body` (upstreams and any extra sections). `[server]`, `[audit]`
-    /// and `[admin]` are written here unless `body` has its own `[server]`.
+    /// and `[admin]` are written here unless `body` has its own `[server]`; `[auth] mode =
+    /// "local"` unless `body` has its own `[auth]`.
     pub fn start(body: &str) -> Warden {
         let dir = temp_dir("warden");
         let audit = dir.join("audit.jsonl");
@@ -317,11 +320,19 @@ impl Warden {
             cfg.push_str("[server]\nlisten = \"127.0.0.1:0\"\n\n");
         }
         cfg.push_str(&format!(
-            "[audit]\npath = {}\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n",
+            "[audit]\npath = {}\n\n",
             toml_str(&audit.display().to_string())
         ));
+        if !body.contains("[admin]") {
+            cfg.push_str("[admin]\nlisten = \"127.0.0.1:0\"\n\n");
+        }
         if !body.contains("[log]") {
             cfg.push_str("[log]\nlevel = \"warn\"\n\n");
+        }
+        if !body.contains("[auth]") {
+            // Tests of the relay run without authentication, as a loopback gateway may when
+            // its configuration says so; the identity tests write their own [auth].
+            cfg.push_str("[auth]\nmode = \"local\"\n\n");
         }
         cfg.push_str(body);
         let path = dir.join("warden.toml");
