@@ -50,6 +50,9 @@ pub enum AuthError {
     /// proof is missing or does not match (RFC 9449 §7.1).
     #[error("token is bound to a proof-of-possession key")]
     PopRequired,
+    /// A DPoP proof is missing, malformed, or does not bind this request (RFC 9449 §4.3).
+    #[error("invalid DPoP proof: {0}")]
+    InvalidDpopProof(&'static str),
     /// The token is valid but lacks scopes the method or tool requires (403).
     #[error("insufficient scope")]
     InsufficientScope {
@@ -87,6 +90,7 @@ impl AuthError {
             Self::LifetimeTooLong(_) => "token_lifetime_too_long",
             Self::Inactive => "token_inactive",
             Self::PopRequired => "token_dpop_bound",
+            Self::InvalidDpopProof(_) => "dpop_proof_invalid",
             Self::InsufficientScope { .. } => "insufficient_scope",
             Self::StepUp { .. } => "step_up_required",
         }
@@ -108,6 +112,7 @@ impl AuthError {
             Self::Missing => None,
             Self::MalformedHeader(_) => Some("invalid_request"),
             Self::InsufficientScope { .. } | Self::StepUp { .. } => Some("insufficient_scope"),
+            Self::InvalidDpopProof(_) => Some("invalid_dpop_proof"),
             _ => Some("invalid_token"),
         }
     }
@@ -119,6 +124,7 @@ impl AuthError {
             Self::LifetimeTooLong(_) => "P2.3",
             Self::InsufficientScope { .. } => "P2.2",
             Self::StepUp { .. } => "P2.4",
+            Self::PopRequired | Self::InvalidDpopProof(_) => "P7.4",
             _ => "M1",
         }
     }
@@ -136,6 +142,12 @@ impl AuthError {
             }
             Self::InsufficientScope { .. } => "request a token with the scopes in the challenge",
             Self::StepUp { .. } => "authenticate again with multi-factor authentication",
+            Self::PopRequired => {
+                "present this DPoP-bound token with `Authorization: DPoP` and a DPoP proof"
+            }
+            Self::InvalidDpopProof(_) => {
+                "send a fresh DPoP proof (htm, htu = this resource, iat now, a new jti, ath) signed by the token's key"
+            }
             _ => "obtain a new access token from the authorization server this resource names",
         }
     }

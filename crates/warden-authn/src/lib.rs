@@ -13,6 +13,7 @@
 //!   optional `typ: at+jwt` (M1, P2.3);
 //! - [`claims`]: which claims become the principal's scopes, roles, groups and tenant (Entra ID
 //!   v2 `scp`/`roles`/`tid` included — P7.3);
+//! - [`dpop`]: RFC 9449 proofs for DPoP-bound tokens, with replay protection (P7.4);
 //! - [`introspect`]: RFC 7662 answers for opaque tokens, held to the same audience, issuer and
 //!   time rules (M1);
 //! - [`cache`]: verified tokens keyed by their SHA-256 until they expire, so a session's later
@@ -32,6 +33,7 @@ pub mod bearer;
 pub mod cache;
 pub mod challenge;
 pub mod claims;
+pub mod dpop;
 pub mod error;
 pub mod introspect;
 pub mod keys;

@@ -157,6 +157,9 @@ pub struct RequireRule {
     /// Minimum `acr` (one of `acr_levels`).
     #[serde(default)]
     pub min_acr: Option<String>,
+    /// Only a DPoP-bound token presented with its proof (RFC 9449) may make the call.
+    #[serde(default)]
+    pub dpop: bool,
 }
 
 /// Where a secret is read from. Never written in the configuration itself.

@@ -225,12 +225,12 @@ fn auth(cfg: &Config, a: &AuthConfig, text: &str, out: &mut Vec<Diagnostic>) {
     }
     for (i, r) in a.requirements.iter().enumerate() {
         let at_rule = span_of(text, "auth", None, Some("require"));
-        if r.scopes.is_empty() && !r.mfa && r.min_acr.is_none() {
+        if r.scopes.is_empty() && !r.mfa && r.min_acr.is_none() && !r.dpop {
             out.push(at(
                 text,
                 at_rule.clone(),
                 format!("[[auth.require]] #{} asks for nothing", i + 1),
-                "give scopes, mfa = true or min_acr",
+                "give scopes, mfa = true, min_acr or dpop = true",
             ));
         }
         if let Some(acr) = &r.min_acr

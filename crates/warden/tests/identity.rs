@@ -411,3 +411,70 @@ fn jwks_file_mode_verifies_without_discovery() {
     let sid = a.open(&t);
     assert_eq!(a.call(&t, &sid, "echo").status, 200);
 }
+
+#[test]
+fn cached_keys_keep_serving_while_the_issuer_is_down_and_no_keys_fail_closed() {
+    let mut oidc = Oidc::start();
+    let a = Arena::start(&oidc, "");
+    let (t1, t2) = (
+        a.token(&oidc, TokenReq::default()),
+        a.token(
+            &oidc,
+            TokenReq {
+                client: "bob",
+                ..TokenReq::default()
+            },
+        ),
+    );
+    let sid = a.open(&t1);
+    let _ = oidc.proc.child.kill();
+    let _ = oidc.proc.child.wait();
+    // A token never seen before still verifies: the keys are cached, the issuer is not asked.
+    let sid2 = a.open(&t2);
+    assert_eq!(a.call(&t2, &sid2, "echo").status, 200);
+    assert_eq!(a.call(&t1, &sid, "echo").status, 200);
+
+    // An issuer that cannot be reached and no keys yet: 503 with Retry-After, never a pass.
+    let gone = Oidc {
+        issuer: format!("http://127.0.0.1:{}", support::free_port()),
+        ..oidc
+    };
+    let b = Arena::start(&gone, "");
+    let r = b.post(Some(&t1), None, INIT);
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.json()["error"]["data"]["reason"], "auth_keys_unavailable");
+    assert!(r.header("retry-after").is_some());
+    assert!(b.up.requests().is_empty());
+}
+
+#[test]
+fn opaque_tokens_are_introspected_and_held_to_the_resource() {
+    let oidc = Oidc::start();
+    let dir = support::temp_dir("introspection");
+    let secret = dir.join("warden.secret");
+    std::fs::write(&secret, "warden-secret").unwrap();
+    let intro = format!(
+        "[auth.introspection]\nclient_id = \"warden\"\nclient_secret = {{ file = {} }}\n",
+        toml_str(&secret.display().to_string())
+    );
+    let a = Arena::start(&oidc, &intro);
+    // No resource asked for: the provider issues an opaque token with no audience.
+    let opaque = oidc.token(&TokenReq {
+        resource: None,
+        ..TokenReq::default()
+    });
+    assert!(!opaque.contains('.'), "expected an opaque token: {opaque}");
+    let r = a.post(Some(&opaque), None, INIT);
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert_eq!(r.json()["error"]["data"]["reason"], "token_wrong_audience");
+    // Introspection said who it is; the audience rule refused it all the same.
+    assert!(a.up.requests().is_empty());
+    // A garbage opaque token: inactive.
+    let r = a.post(Some("not-a-real-token"), None, INIT);
+    assert_eq!(
+        r.json()["error"]["data"]["reason"],
+        "token_inactive",
+        "{}",
+        r.text()
+    );
+}

@@ -37,6 +37,8 @@ struct Rule {
     method: Option<String>,
     tool: Option<(String, bool)>,
     need: Requirement,
+    /// Only a DPoP-bound token, with its proof, may make this call (P7.4).
+    dpop: bool,
 }
 
 impl Rule {
@@ -65,6 +67,10 @@ pub struct Identity {
     metadata_url: String,
     metadata_paths: Vec<String>,
     metadata: bytes::Bytes,
+    /// Warden's resource URI (`htu` of DPoP proofs).
+    resource: String,
+    /// DPoP proof ids seen (replay protection).
+    replay: Mutex<warden_authn::dpop::ReplayCache>,
     /// `required_scopes`: every request.
     base: Requirement,
     rules: Vec<Rule>,
@@ -114,6 +120,7 @@ impl Identity {
                     mfa: r.mfa,
                     min_acr: r.min_acr.clone(),
                 },
+                dpop: r.dpop,
             })
             .collect();
         let introspect = a
@@ -130,6 +137,8 @@ impl Identity {
             metadata_url,
             metadata_paths,
             metadata: metadata.into(),
+            resource: resource.clone(),
+            replay: Mutex::new(warden_authn::dpop::ReplayCache::new(100_000)),
             base: Requirement {
                 scopes: a.required_scopes.clone(),
                 ..Requirement::default()
@@ -161,6 +170,25 @@ impl Identity {
         if let Ok(v) = HeaderValue::from_str(&challenge) {
             r = r.with_header(HeaderName::from_static("www-authenticate"), v);
         }
+        if matches!(e, AuthError::PopRequired | AuthError::InvalidDpopProof(_)) {
+            let algs: Vec<String> = self
+                .verifier
+                .config()
+                .algorithms
+                .iter()
+                .map(|a| format!("{a:?}"))
+                .collect();
+            let dpop = match e {
+                AuthError::InvalidDpopProof(_) => format!(
+                    "DPoP algs=\"{}\", error=\"invalid_dpop_proof\"",
+                    algs.join(" ")
+                ),
+                _ => format!("DPoP algs=\"{}\"", algs.join(" ")),
+            };
+            if let Ok(v) = HeaderValue::from_str(&dpop) {
+                r = r.with_header(HeaderName::from_static("www-authenticate"), v);
+            }
+        }
         if let AuthError::InsufficientScope { needed } | AuthError::StepUp { needed, .. } = e {
             r = r.with_data("required_scopes", needed.clone().into());
         }
@@ -176,11 +204,6 @@ impl Identity {
                 .iter()
                 .map(|v| v.as_bytes()),
         )?;
-        if cred.scheme == Scheme::Dpop {
-            // Proofs are not verified yet: a DPoP-scheme request is refused rather than
-            // accepted as if it were a bearer token (fail closed).
-            return Err(AuthError::PopRequired.into());
-        }
         let now = now_secs();
         let leeway = self.verifier.config().leeway_secs;
         let token = cred.token;
@@ -213,9 +236,35 @@ impl Identity {
         } else {
             return Err(AuthError::MalformedToken.into());
         };
-        if v.jkt.is_some() {
+        match (cred.scheme, v.jkt.as_deref()) {
             // RFC 9449 §7.1: a DPoP-bound token presented as a plain bearer token.
-            return Err(AuthError::PopRequired.into());
+            (Scheme::Bearer, Some(_)) => return Err(AuthError::PopRequired.into()),
+            (Scheme::Bearer, None) => {}
+            (Scheme::Dpop, None) => {
+                return Err(AuthError::InvalidDpopProof("the token is not DPoP-bound").into());
+            }
+            (Scheme::Dpop, Some(jkt)) => {
+                let mut proofs = facts.headers.get_all("dpop").iter();
+                let proof = match (proofs.next().map(|p| p.to_str()), proofs.next()) {
+                    (Some(Ok(p)), None) => p,
+                    _ => {
+                        return Err(AuthError::InvalidDpopProof(
+                            "exactly one DPoP header is needed",
+                        )
+                        .into());
+                    }
+                };
+                let expected = warden_authn::dpop::Expected {
+                    htm: facts.method.as_str(),
+                    htu: &self.resource,
+                    token,
+                    jkt,
+                    algorithms: &self.verifier.config().algorithms,
+                    window_secs: 60 + leeway,
+                };
+                let mut replay = self.replay.lock().unwrap_or_else(|p| p.into_inner());
+                warden_authn::dpop::verify(proof, &expected, &mut replay, now)?;
+            }
         }
         self.base.check(&v.principal, &self.acr_levels)?;
         Ok(v)
@@ -299,6 +348,10 @@ impl Guard for Identity {
         Check::later(async move {
             match self.authenticate(facts).await {
                 Ok(v) => {
+                    if v.jkt.is_some() {
+                        // Only a proven DPoP request gets here with a bound token.
+                        ctx.facts.insert("auth_scheme", "dpop".into());
+                    }
                     ctx.principal = Some(v.principal);
                     Verdict::Continue
                 }
@@ -327,11 +380,12 @@ impl Guard for Identity {
             return Check::Ready(Verdict::Deny(self.refuse(&AuthError::Missing)));
         };
         let (method, tool) = (ctx.method.as_deref(), ctx.tool.as_deref());
-        let need = self
-            .rules
-            .iter()
-            .filter(|r| r.applies(method, tool))
-            .fold(self.base.clone(), |acc, r| acc.and(&r.need));
+        let applying = || self.rules.iter().filter(|r| r.applies(method, tool));
+        if applying().any(|r| r.dpop) && !ctx.facts.contains_key("auth_scheme") {
+            let e = AuthError::InvalidDpopProof("this call needs a DPoP-bound token and its proof");
+            return Check::Ready(Verdict::Deny(self.refuse(&e)));
+        }
+        let need = applying().fold(self.base.clone(), |acc, r| acc.and(&r.need));
         match need.check(&p, &self.acr_levels) {
             Ok(()) => Check::Ready(Verdict::Continue),
             Err(e) => Check::Ready(Verdict::Deny(self.refuse(&e))),
