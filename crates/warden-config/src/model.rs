@@ -252,6 +252,9 @@ pub struct UpstreamConfig {
     /// Warden's own credential for this upstream (`[upstream.auth]`, P7). Default: none.
     #[serde(default)]
     pub auth: UpstreamAuth,
+    /// Only clients presenting a DPoP-bound token with its proof (RFC 9449) reach this upstream.
+    #[serde(default)]
+    pub require_dpop: bool,
 }
 
 /// How Warden verifies an `https://` upstream. There is no switch to skip verification.
@@ -309,6 +312,7 @@ impl UpstreamConfig {
             http2: false,
             tls: None,
             auth: UpstreamAuth::None,
+            require_dpop: false,
         }
     }
 }

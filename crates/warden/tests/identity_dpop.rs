@@ -207,3 +207,32 @@ fn a_tool_can_require_a_dpop_bound_token() {
         "the call reached the upstream"
     );
 }
+
+#[test]
+fn an_upstream_can_require_dpop_bound_clients() {
+    let oidc = Oidc::start();
+    // The arena's upstream, marked: every message to it (initialize fans out) needs DPoP.
+    let up = support::recorder::Recorder::start(support::auth_arena::upstream);
+    let port = support::free_port();
+    let resource = format!("http://127.0.0.1:{port}/mcp");
+    let w = support::Warden::start(&format!(
+        "[server]\nlisten = \"127.0.0.1:{port}\"\n\n{}{}require_dpop = true\n",
+        support::auth_arena::auth_section(&oidc, &resource, ""),
+        support::upstream_http("rec", &up.url, None)
+    ));
+    let a = Arena { w, up, resource };
+    let plain = a.token(&oidc, support::oidc::TokenReq::default());
+    let r = a.post(Some(&plain), None, INIT);
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert_eq!(r.json()["error"]["data"]["reason"], "dpop_proof_invalid");
+    assert!(a.up.requests().is_empty());
+    let holder = Holder::new();
+    let token = bound_token(&oidc, &holder, &a.resource);
+    let r = post(
+        &a,
+        "DPoP",
+        &token,
+        Some(&holder.proof("POST", &a.resource, Some(&token))),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+}

@@ -75,6 +75,8 @@ pub struct Identity {
     base: Requirement,
     rules: Vec<Rule>,
     acr_levels: Vec<String>,
+    /// Upstreams (by position) only DPoP-bound requests may reach.
+    dpop_upstreams: Vec<bool>,
 }
 
 /// Seconds since the epoch.
@@ -145,6 +147,7 @@ impl Identity {
             },
             rules,
             acr_levels: a.acr_levels.clone(),
+            dpop_upstreams: cfg.upstreams.iter().map(|u| u.require_dpop).collect(),
         }))
     }
 
@@ -372,7 +375,12 @@ impl Guard for Identity {
     }
 
     fn client_message<'a>(&'a self, _msg: &'a Message<'a>, ctx: &'a mut Ctx) -> Check<'a> {
-        if ctx.front != Front::Http || self.rules.is_empty() {
+        let upstream_dpop = match &ctx.route {
+            Some(r) => self.dpop_upstreams.get(r.index).copied().unwrap_or(false),
+            // Not routed to one upstream (a fan-out): it reaches them all.
+            None => self.dpop_upstreams.iter().any(|d| *d),
+        };
+        if ctx.front != Front::Http || (self.rules.is_empty() && !upstream_dpop) {
             return Check::Ready(Verdict::Continue);
         }
         let Some(p) = ctx.principal.clone() else {
@@ -381,7 +389,7 @@ impl Guard for Identity {
         };
         let (method, tool) = (ctx.method.as_deref(), ctx.tool.as_deref());
         let applying = || self.rules.iter().filter(|r| r.applies(method, tool));
-        if applying().any(|r| r.dpop) && !ctx.facts.contains_key("auth_scheme") {
+        if (upstream_dpop || applying().any(|r| r.dpop)) && !ctx.facts.contains_key("auth_scheme") {
             let e = AuthError::InvalidDpopProof("this call needs a DPoP-bound token and its proof");
             return Check::Ready(Verdict::Deny(self.refuse(&e)));
         }
