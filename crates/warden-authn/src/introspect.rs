@@ -60,17 +60,7 @@ pub fn decide(body: &[u8], c: &VerifierConfig, now: u64) -> Result<Verified, Aut
     {
         return Err(AuthError::LifetimeTooLong(exp.saturating_sub(iat)));
     }
-    let sub = claims
-        .get("sub")
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-        .ok_or(AuthError::MissingClaim("sub"))?
-        .to_owned();
-    let jkt = claims
-        .get("cnf")
-        .and_then(|c| c.get("jkt"))
-        .and_then(Value::as_str)
-        .map(str::to_owned);
+    let (sub, jkt) = crate::verify::subject_and_binding(&claims)?;
     let mut p = c.claims.principal(&c.issuer, &sub, claims);
     p.expires = Some(UNIX_EPOCH + Duration::from_secs(exp));
     Ok(Verified {

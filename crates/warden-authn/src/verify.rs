@@ -141,16 +141,7 @@ impl Verifier {
                 return Err(AuthError::LifetimeTooLong(lifetime));
             }
         }
-        let sub = claims
-            .get("sub")
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty());
-        let sub = sub.ok_or(AuthError::MissingClaim("sub"))?.to_owned();
-        let jkt = claims
-            .get("cnf")
-            .and_then(|c| c.get("jkt"))
-            .and_then(Value::as_str)
-            .map(str::to_owned);
+        let (sub, jkt) = subject_and_binding(&claims)?;
         let mut principal = c.claims.principal(&c.issuer, &sub, claims);
         principal.expires = Some(UNIX_EPOCH + Duration::from_secs(exp));
         Ok(Verified {
@@ -160,6 +151,24 @@ impl Verifier {
             jkt,
         })
     }
+}
+
+/// `sub` (required, non-empty) and `cnf.jkt` (the DPoP key a token is bound to, if any).
+pub(crate) fn subject_and_binding(
+    claims: &Map<String, Value>,
+) -> Result<(String, Option<String>), AuthError> {
+    let sub = claims
+        .get("sub")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .ok_or(AuthError::MissingClaim("sub"))?
+        .to_owned();
+    let jkt = claims
+        .get("cnf")
+        .and_then(|c| c.get("jkt"))
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    Ok((sub, jkt))
 }
 
 /// A header `jsonwebtoken` could not read: an algorithm it does not know (`none`, `HS1`…) is

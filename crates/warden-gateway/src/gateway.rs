@@ -11,22 +11,25 @@ use http::{HeaderMap, Method};
 use warden_audit::{AuditEvent, AuditSink, Decision, RequestId};
 use warden_config::{Config, UpstreamConfig};
 use warden_proto::limits::Limits;
-use warden_proto::{Kind, Message, ProtocolVersion};
+use warden_proto::{Kind, Message};
 
 use warden_guard::{Ctx, Front, GuardEnv, MemoryStore, SessionKey, SessionStore};
 
-use crate::catalog::{Catalog, Withheld};
+use crate::catalog::Withheld;
 use crate::metrics::{Metrics, UpstreamLabel};
 use crate::pipeline::{Cleared, Pipeline};
 use crate::session::Owner;
 use crate::session::Sessions;
-use crate::standalone::{Opened, Standalone};
+use crate::standalone::Opened;
 use crate::upstream::http::HttpUpstream;
 use crate::upstream::stdio::slots::ChildSlots;
 use crate::upstream::stdio::{EventHook, StdioUpstream};
 use crate::upstream::{Reply, UpstreamError};
 
 mod audit;
+mod session_state;
+
+pub use session_state::{Link, SessionState};
 
 /// How Warden reaches one upstream.
 pub enum Transport {
@@ -46,51 +49,6 @@ pub struct Upstream {
     stateless: Mutex<Option<bool>>,
     /// The last exchange succeeded (mirrors the `upstream_up` gauge).
     healthy: AtomicBool,
-}
-
-/// A downstream session's link to one upstream.
-pub enum Link {
-    Http {
-        session_id: Mutex<Option<String>>,
-        /// The upstream's standalone (GET) stream: one per session, opened by Warden as soon as
-        /// the session is initialized and joined by the client's GET (`standalone.rs`).
-        standalone: Arc<Standalone>,
-    },
-    Stdio(Arc<StdioUpstream>),
-}
-
-/// What Warden keeps per downstream session.
-pub struct SessionState {
-    pub fingerprint: Arc<str>,
-    pub version: Mutex<Option<ProtocolVersion>>,
-    pub links: Vec<Link>,
-    /// Upstreams that answered `initialize`; others are left out of this session.
-    pub live: Vec<AtomicBool>,
-    /// Warden-numbered, resumable SSE streams of this session (stdio upstreams).
-    pub events: Arc<crate::event_log::EventLog>,
-    /// The guards' state store key for this session.
-    pub key: SessionKey,
-    /// Requests Warden itself sent the client (elicitation), awaiting their answers.
-    pub waiters: crate::waiters::Waiters,
-    /// Capabilities the client declared at `initialize` (top-level names).
-    pub client_caps: Mutex<Vec<String>>,
-    /// Where this session's names lead (several upstreams): filled by its own lists only.
-    pub catalog: Mutex<Catalog>,
-    /// The principal of the session's latest request (its owner; the token may be newer):
-    /// Warden's own requests for the session (GET stream, DELETE) carry its upstream credential.
-    pub principal: Mutex<Option<Arc<warden_guard::Principal>>>,
-}
-
-impl SessionState {
-    /// Remember the principal of a request of this session.
-    pub fn seen(&self, p: Option<&Arc<warden_guard::Principal>>) {
-        if let Some(p) = p {
-            let mut cur = self.principal.lock().unwrap_or_else(|e| e.into_inner());
-            if !cur.as_ref().is_some_and(|c| Arc::ptr_eq(c, p)) {
-                *cur = Some(p.clone());
-            }
-        }
-    }
 }
 
 pub struct Gateway {
@@ -414,17 +372,18 @@ impl Gateway {
         };
         let sid = session_id.lock().unwrap_or_else(|p| p.into_inner()).clone();
         // Warden's own request for the session: the upstream's credential for its principal.
-        let mut ctx = Ctx::new(self.next_request_id(), Front::Http, None, "warden".into());
-        ctx.principal = session
+        let principal = session
             .principal
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        ctx.route = Some(warden_guard::Route::to(
-            idx,
-            self.upstreams[idx].name.clone(),
-        ));
-        let own = match self.pipeline.own_request(&mut ctx).await {
+        let name = self.upstreams[idx].name.clone();
+        let id = self.next_request_id();
+        let own = match self
+            .pipeline
+            .own_request_as(idx, name, Front::Http, principal, id)
+            .await
+        {
             Ok(o) => o,
             Err(r) => return Some(Err(UpstreamError::Credential(r.message.to_string()))),
         };

@@ -259,8 +259,28 @@ impl Pipeline {
         name: Arc<str>,
         front: Front,
     ) -> Result<UpstreamRequest, Refusal> {
-        let mut ctx = Ctx::new(cleared.request_id, front, None, "warden".into());
-        ctx.principal = cleared.principal.clone();
+        self.own_request_as(
+            idx,
+            name,
+            front,
+            cleared.principal.clone(),
+            cleared.request_id,
+        )
+        .await
+    }
+
+    /// The upstream request Warden sends upstream `idx` (called `name`) on behalf of
+    /// `principal`: a cleared message's other upstreams, or Warden's own request for a session.
+    pub async fn own_request_as(
+        &self,
+        idx: usize,
+        name: Arc<str>,
+        front: Front,
+        principal: Option<Arc<Principal>>,
+        request_id: RequestId,
+    ) -> Result<UpstreamRequest, Refusal> {
+        let mut ctx = Ctx::new(request_id, front, None, "warden".into());
+        ctx.principal = principal;
         ctx.route = Some(Route::to(idx, name));
         self.own_request(&mut ctx).await
     }
