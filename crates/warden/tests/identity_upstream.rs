@@ -280,3 +280,71 @@ fn sessions_are_revoked_one_by_one_or_all_of_a_principal() {
     assert_eq!(request(admin_port, "GET", "/metrics", &[], b"").status, 200);
     assert!(!a.w.audit_reason("admin_token_invalid").is_empty());
 }
+
+#[test]
+fn a_credential_is_fetched_once_however_many_requests_wait_for_it() {
+    let oidc = Oidc::start();
+    let dir = temp_dir("upstream-creds-once");
+    let secret = dir.join("warden.secret");
+    std::fs::write(&secret, "warden-secret").unwrap();
+    // A slow token endpoint: every request that misses the cache arrives while it answers.
+    let endpoint = Recorder::start(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(400));
+        support::recorder::Canned::json(
+            r#"{"access_token":"cc-token-1","token_type":"Bearer","expires_in":600}"#,
+        )
+    });
+    let up = Recorder::start(upstream);
+    let port = free_port();
+    let resource = format!("http://127.0.0.1:{port}/mcp");
+    let cfg = format!(
+        "[server]\nlisten = \"127.0.0.1:{port}\"\n\n{}{}[upstream.auth]\nkind = \"client_credentials\"\n\
+         token_endpoint = {}\nclient_id = \"warden\"\nclient_secret = {{ file = {} }}\n",
+        auth_section(&oidc, &resource, ""),
+        upstream_http("up", &up.url, None),
+        toml_str(&endpoint.url),
+        toml_str(&secret.display().to_string()),
+    );
+    let a = Arena {
+        w: Warden::start(&cfg),
+        up,
+        resource,
+    };
+    let alice = a.token(&oidc, TokenReq::default());
+    let (port, auth) = (a.w.port, format!("Bearer {alice}"));
+    std::thread::scope(|s| {
+        for _ in 0..8 {
+            s.spawn(|| {
+                let h = [
+                    ("content-type", "application/json"),
+                    ("accept", "application/json, text/event-stream"),
+                    ("authorization", auth.as_str()),
+                ];
+                let r = request(
+                    port,
+                    "POST",
+                    "/mcp",
+                    &h,
+                    support::auth_arena::INIT.as_bytes(),
+                );
+                assert_eq!(r.status, 200, "{}", r.text());
+            });
+        }
+    });
+    assert_eq!(
+        endpoint.requests().len(),
+        1,
+        "one fetch for eight waiting requests"
+    );
+    let form = String::from_utf8_lossy(&endpoint.requests()[0].body).into_owned();
+    assert!(form.contains("grant_type=client_credentials"), "{form}");
+    assert!(
+        !form.contains(&alice),
+        "the client's token went to the token endpoint"
+    );
+    assert!(
+        a.up.requests()
+            .iter()
+            .all(|r| r.header("authorization") == Some("Bearer cc-token-1"))
+    );
+}

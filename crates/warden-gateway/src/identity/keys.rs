@@ -140,9 +140,12 @@ impl KeySource {
             _ => {}
         }
         drop(snap);
-        // No usable keys: fetch now (rate-limited, so an unreachable issuer is not hammered).
+        // No usable keys: fetch now (rate-limited, so an unreachable issuer is not hammered),
+        // or wait for the fetch another request began.
         if self.may_fetch() {
             self.fetch().await?;
+        } else if let Some(r) = &self.remote {
+            drop(r.flight.lock().await);
         }
         let snap = self.snap.load();
         match &snap.keys {
@@ -154,10 +157,15 @@ impl KeySource {
     }
 
     /// A token named a `kid` the keys do not have: refresh, at most once per
-    /// `jwks_refresh_min_secs`. `None`: no refresh was made (rate limit, or a local file).
+    /// `jwks_refresh_min_secs` (within it, the keys the last fetch left, once it is done).
+    /// `None`: a local file, or the fetch failed.
     pub async fn refresh_for_unknown_kid(self: &Arc<Self>) -> Option<Arc<KeySet>> {
+        let r = self.remote.as_ref()?;
         if !self.may_fetch() {
-            return None;
+            // Within the interval: no new fetch, but one in flight (or just made) may have
+            // brought the key: wait for it and answer with what it left.
+            drop(r.flight.lock().await);
+            return self.snap.load().keys.clone();
         }
         if let Err(e) = self.fetch().await {
             tracing::warn!(error = %e, "issuer keys refresh (unknown kid) failed");
