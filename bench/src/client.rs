@@ -38,6 +38,8 @@ struct Wire {
     host: String,
     path: String,
     session: Option<String>,
+    /// `Authorization` value sent on every request (`relay-bench --auth`).
+    auth: Option<String>,
     wbuf: Vec<u8>,
     body: Vec<u8>,
     rbuf: Vec<u8>,
@@ -51,6 +53,7 @@ impl Wire {
             host: format!("127.0.0.1:{port}"),
             path: path.to_owned(),
             session: None,
+            auth: None,
             wbuf: Vec::with_capacity(1024),
             body: Vec::with_capacity(256),
             rbuf: Vec::with_capacity(16 * 1024),
@@ -78,16 +81,20 @@ impl Wire {
         let mut headers = [
             ("content-type", "application/json"),
             ("accept", "application/json, text/event-stream"),
+            ("authorization", ""),
             ("mcp-session-id", ""),
             ("mcp-protocol-version", PROTOCOL),
         ];
-        let n = match &self.session {
-            Some(s) => {
-                headers[2].1 = s;
-                4
-            }
-            None => 2,
-        };
+        let mut n = 2;
+        if let Some(a) = &self.auth {
+            headers[n] = ("authorization", a);
+            n += 1;
+        }
+        if let Some(s) = &self.session {
+            headers[n] = ("mcp-session-id", s);
+            headers[n + 1] = ("mcp-protocol-version", PROTOCOL);
+            n += 2;
+        }
         http1::write_request(
             &mut self.wbuf,
             method,
@@ -197,7 +204,13 @@ impl Conn {
 
     /// Connect and open an MCP session.
     pub async fn open(port: u16, path: &str) -> Result<Self, String> {
+        Self::open_with(port, path, None).await
+    }
+
+    /// Connect and open an MCP session, sending `auth` as `Authorization` on every request.
+    pub async fn open_with(port: u16, path: &str, auth: Option<&str>) -> Result<Self, String> {
         let mut c = Self::connect(port, path).await?;
+        c.wire.auth = auth.map(str::to_owned);
         let sid = check_init(&c.roundtrip("POST", Body::Fixed(INITIALIZE)).await?)?;
         c.wire.session = Some(sid);
         check_initialized(&c.roundtrip("POST", Body::Fixed(INITIALIZED)).await?)?;
@@ -246,6 +259,11 @@ pub struct BlockingConn {
 
 impl BlockingConn {
     pub fn open(port: u16, path: &str) -> Result<Self, String> {
+        Self::open_with(port, path, None)
+    }
+
+    /// As [`BlockingConn::open`], sending `auth` as `Authorization` on every request.
+    pub fn open_with(port: u16, path: &str, auth: Option<&str>) -> Result<Self, String> {
         let stream = std::net::TcpStream::connect(("127.0.0.1", port))
             .map_err(|e| format!("connect 127.0.0.1:{port}: {e}"))?;
         let _ = stream.set_nodelay(true);
@@ -255,6 +273,7 @@ impl BlockingConn {
             wire: Wire::new(port, path),
             chunk: vec![0; 16 * 1024].into_boxed_slice(),
         };
+        c.wire.auth = auth.map(str::to_owned);
         let sid = check_init(&c.roundtrip("POST", Body::Fixed(INITIALIZE))?)?;
         c.wire.session = Some(sid);
         check_initialized(&c.roundtrip("POST", Body::Fixed(INITIALIZED))?)?;

@@ -28,6 +28,7 @@ use warden_bench::procfs;
 use warden_bench::stats::{grouped, ns, quantile_us, signed_us, us};
 use warden_bench::supervise::{Child, TempDir, port_in};
 
+mod jwt;
 mod report;
 mod row;
 use report::*;
@@ -81,6 +82,10 @@ struct Args {
     /// Copy the children's stderr to ours.
     #[arg(long)]
     verbose: bool,
+    /// Also measure a second Warden with OAuth on (`[auth]`, a local JWKS file), every request
+    /// carrying a bearer JWT (target `warden+jwt`), and report its CPU against `warden`'s.
+    #[arg(long)]
+    auth: bool,
 }
 
 /// The processes whose CPU is measured.
@@ -90,6 +95,7 @@ struct Pids {
     floor: Option<u32>,
     upstream: u32,
     me: u32,
+    warden_jwt: Option<u32>,
 }
 
 /// Indexes into [`Cpu`].
@@ -97,11 +103,12 @@ const WARDEN: usize = 0;
 const FLOOR: usize = 1;
 const UPSTREAM: usize = 2;
 const ME: usize = 3;
+const WARDEN_JWT: usize = 4;
 
 /// CPU ticks of Warden, the floor proxy (0 when not running), the upstream and the load
 /// generator at one moment, and the machine's busy, total and steal ticks.
 #[derive(Clone, Copy)]
-struct Cpu([u64; 4], [u64; 3]);
+struct Cpu([u64; 5], [u64; 3]);
 
 impl Pids {
     fn cpu(&self) -> Result<Cpu, String> {
@@ -112,6 +119,10 @@ impl Pids {
                 self.floor.map(procfs::cpu_ticks).transpose()?.unwrap_or(0),
                 procfs::cpu_ticks(self.upstream)?,
                 procfs::cpu_ticks(self.me)?,
+                self.warden_jwt
+                    .map(procfs::cpu_ticks)
+                    .transpose()?
+                    .unwrap_or(0),
             ],
             [busy, total, steal],
         ))
@@ -124,6 +135,8 @@ struct Target {
     port: u16,
     /// The [`Cpu`] index of the process relaying for this target (none for direct).
     gateway: Option<usize>,
+    /// `Authorization` value of every request (`--auth`'s target).
+    auth: Option<&'static str>,
 }
 
 /// Pool a run into the slot of its target.
@@ -187,7 +200,7 @@ struct Plan {
 async fn closed_loop(t: Target, conns: usize, plan: &Plan) -> Result<Row, String> {
     let mut opening = JoinSet::new();
     for _ in 0..conns {
-        opening.spawn(Conn::open(t.port, PATH));
+        opening.spawn(Conn::open_with(t.port, PATH, t.auth));
     }
     let mut opened = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -279,7 +292,7 @@ fn pace(
 }
 
 fn paced(t: Target, rate: u32, plan: &Plan) -> Result<Row, String> {
-    let mut c = BlockingConn::open(t.port, PATH)?;
+    let mut c = BlockingConn::open_with(t.port, PATH, t.auth)?;
     let interval = Duration::from_secs_f64(1.0 / f64::from(rate));
     let mut id = 1;
     pace(&mut c, interval, plan.warmup, &mut id)?;
@@ -317,6 +330,7 @@ fn config(upstream_port: u16, audit: &Path) -> String {
     format!(
         "# relay-bench: Warden in front of trivial-upstream.\n\
          [server]\nlisten = \"127.0.0.1:0\"\n\n\
+         [auth]\nmode = \"local\"\n\n\
          # The load generator opens up to max(concurrency) sessions from one address.\n\
          [sessions]\nmax_per_client = 4096\n\n\
          [audit]\npath = {audit}\n\n\
@@ -394,11 +408,44 @@ fn run(args: &Args) -> Result<bool, String> {
             &kids[2].wait_for("listening on", Duration::from_secs(10))?,
         )?);
     }
+    // `--auth`: a second Warden with OAuth on, its own port named in its resource URI.
+    let mut jwt_target = None;
+    let mut jwt_pid = None;
+    if args.auth {
+        let port = jwt::free_port()?;
+        let (jwks, bearer) = jwt::mint(&format!("http://127.0.0.1:{port}{PATH}"))?;
+        let jwks_path = tmp.path.join("jwks.json");
+        std::fs::write(&jwks_path, jwks).map_err(|e| e.to_string())?;
+        let cfg_path = tmp.path.join("gateway-jwt.toml");
+        let cfg = config(up_port, &tmp.path.join("audit-jwt.jsonl"))
+            .replace(
+                "listen = \"127.0.0.1:0\"",
+                &format!("listen = \"127.0.0.1:{port}\""),
+            )
+            .replace(
+                "[auth]\nmode = \"local\"\n",
+                &jwt::auth_section(port, &jwks_path),
+            );
+        std::fs::write(&cfg_path, cfg).map_err(|e| e.to_string())?;
+        let mut cmd = Command::new(&warden_bin);
+        cmd.arg("serve")
+            .arg("--config")
+            .arg(&cfg_path)
+            .current_dir(&tmp.path)
+            .env_remove("RUST_LOG");
+        let child = Child::spawn("warden+jwt", cmd, args.verbose)?;
+        let mut child = child;
+        port_in(&child.wait_for("listening on", Duration::from_secs(30))?)?;
+        jwt_pid = Some(child.pid());
+        kids.push(child);
+        jwt_target = Some((port, &*Box::leak(bearer.into_boxed_str())));
+    }
     let pids = Pids {
         warden: kids[1].pid(),
-        floor: kids.get(2).map(Child::pid),
+        floor: floor_port.map(|_| kids[2].pid()),
         upstream: kids[0].pid(),
         me: std::process::id(),
+        warden_jwt: jwt_pid,
     };
     let plan = Plan {
         warmup: Duration::from_secs(args.warmup_secs),
@@ -410,19 +457,30 @@ fn run(args: &Args) -> Result<bool, String> {
         name: "direct",
         port: up_port,
         gateway: None,
+        auth: None,
     }];
     if let Some(port) = floor_port {
         targets.push(Target {
             name: "floor",
             port,
             gateway: Some(FLOOR),
+            auth: None,
         });
     }
     targets.push(Target {
         name: "warden",
         port: w_port,
         gateway: Some(WARDEN),
+        auth: None,
     });
+    if let Some((port, bearer)) = jwt_target {
+        targets.push(Target {
+            name: "warden+jwt",
+            port,
+            gateway: Some(WARDEN_JWT),
+            auth: Some(bearer),
+        });
+    }
     let rt = if args.client_threads <= 1 {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()

@@ -37,6 +37,8 @@ pub(super) struct Report<'a> {
 /// The anchors' floor relay costs 17–18 µs per request on their machine; the 25 µs bar is this
 /// many floors, which carries over to a machine of another speed.
 pub(super) const BAR_IN_FLOORS: f64 = 25.0 / 17.5;
+/// `--auth`: Warden with a JWT on every request, against the same run without auth (#14).
+pub(super) const JWT_BAR: f64 = 1.15;
 
 pub(super) fn print_rows(rows: &[Row]) {
     println!(
@@ -143,6 +145,23 @@ pub(super) fn print_bars(r: &Report<'_>) {
                 verdict(w.gw_us() <= 25.0),
                 f.map_or("—".into(), |f| format!("{} µs", us(f.gw_us())))
             );
+            if let Some(j) = find("warden+jwt") {
+                let x = j.gw_us() / w.gw_us();
+                println!(
+                    "| gateway CPU per request with a JWT ({}) | {} µs, {x:.2}× no-auth | ≤ {JWT_BAR:.2}× | {} | — |",
+                    j.load,
+                    us(j.gw_us()),
+                    verdict(x <= JWT_BAR)
+                );
+                if let Some((median, lo, hi, n)) = paired(j, w) {
+                    println!(
+                        "| JWT ÷ no-auth Warden CPU, median of {n} paired runs ({}) | \
+                         {median:.2}× ({lo:.2}–{hi:.2}) | ≤ {JWT_BAR:.2}× | {} | — |",
+                        j.load,
+                        verdict(median <= JWT_BAR)
+                    );
+                }
+            }
             if let Some(f) = f {
                 let x = w.gw_us() / f.gw_us();
                 println!(

@@ -15,7 +15,7 @@ pub(crate) struct Row {
     pub(crate) lat: Vec<u32>,
     pub(crate) gateway: Option<usize>,
     /// CPU clock ticks of each process of [`Cpu`] while measuring.
-    pub(crate) ticks: [u64; 4],
+    pub(crate) ticks: [u64; 5],
     /// Machine busy, total and steal ticks while measuring.
     pub(crate) machine: [u64; 3],
     pub(crate) tck: u64,
@@ -39,7 +39,7 @@ impl Row {
         after: Cpu,
         tck: u64,
     ) -> Self {
-        let ticks = [0, 1, 2, 3].map(|i| after.0[i].saturating_sub(before.0[i]));
+        let ticks = [0, 1, 2, 3, 4].map(|i| after.0[i].saturating_sub(before.0[i]));
         let ok = lat.len() as u64;
         let gw_runs = target
             .gateway
