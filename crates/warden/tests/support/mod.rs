@@ -103,7 +103,13 @@ impl Drop for Proc {
 impl Proc {
     /// Spawn with stderr captured; stdout is inherited unless `stdout_piped`.
     pub fn spawn(name: &str, mut cmd: Command) -> Proc {
-        cmd.stderr(Stdio::piped()).stdin(Stdio::null());
+        cmd.stdin(Stdio::null());
+        Self::capture(name, cmd)
+    }
+
+    /// Spawn with stderr captured, leaving `cmd`'s stdin as it was set.
+    pub fn capture(name: &str, mut cmd: Command) -> Proc {
+        cmd.stderr(Stdio::piped());
         let mut child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));

@@ -14,10 +14,8 @@
 //! The node process is killed when [`Oidc`] is dropped, and exits by itself when the test process
 //! dies (its stdin is a pipe from here).
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use super::Proc;
@@ -78,7 +76,7 @@ impl Oidc {
             .current_dir(super::node_dir())
             .stdin(Stdio::piped())
             .stdout(Stdio::null());
-        let mut proc = spawn_with_stdin_pipe("oidc-provider", cmd);
+        let mut proc = Proc::capture("oidc-provider", cmd);
         let line = proc.wait_for("oidc-provider: listening on ", Duration::from_secs(60));
         let issuer = line
             .split("listening on ")
@@ -281,34 +279,6 @@ impl Oidc {
     pub fn user_token(&self, client: &str, resource: &str, scope: &str) -> String {
         let (status, body) = self.user_token_response(client, resource, scope);
         access_token(status, &body, "authorization_code token")
-    }
-}
-
-/// Like `Proc::spawn`, but keeps the `Stdio` of `cmd` for stdin (a pipe here: the provider exits
-/// when it closes, even if this process dies without dropping `Proc`).
-fn spawn_with_stdin_pipe(name: &str, mut cmd: Command) -> Proc {
-    cmd.stderr(Stdio::piped());
-    let mut child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = mpsc::channel();
-    let tag = name.to_owned();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if std::env::var_os("WARDEN_TEST_VERBOSE").is_some() {
-                eprintln!("[{tag}] {line}");
-            }
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    Proc {
-        child,
-        name: name.into(),
-        stderr_lines: rx,
-        stderr_seen: Vec::new(),
     }
 }
 
