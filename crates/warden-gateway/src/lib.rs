@@ -4,7 +4,10 @@
 //! route, guards, forward, relay), the front ends that read and write the client's wire
 //! ([`downstream::http`] for `warden serve`, [`downstream::stdio`] for `warden wrap`), the
 //! upstream transports ([`upstream`]), sessions ([`session`]), the [`pipeline`] that orders the
-//! guards, the guards that belong to the transport ([`guards`]), metrics and the admin listener.
+//! guards, the guards that belong to the transport ([`guards`]), the I/O of the identity guards
+//! ([`identity`]: issuer discovery, JWKS and introspection fetches, Warden's own upstream
+//! credentials — their decisions are `warden-authn`'s), metrics and the admin listener
+//! (session listing and revocation).
 //!
 //! It must not decide policy itself: every allow/deny decision is a guard's, written against the
 //! I/O-free interface of `warden-guard`, with its logic in its own module or decision crate. It

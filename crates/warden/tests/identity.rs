@@ -240,7 +240,10 @@ fn protected_resource_metadata_is_served_at_both_well_known_paths() {
 #[test]
 fn scopes_and_step_up_per_tool_are_enforced_before_the_upstream() {
     let oidc = Oidc::start();
-    let a = Arena::start(&oidc, "");
+    let a = Arena::start(
+        &oidc,
+        "\n[[auth.require]]\ntool = \"vault\"\nmin_acr = \"urn:high\"\n",
+    );
     let plain = a.token(&oidc, TokenReq::default());
     let sid = a.open(&plain);
     let calls = || {
@@ -288,6 +291,34 @@ fn scopes_and_step_up_per_tool_are_enforced_before_the_upstream() {
     let sid = a.open(&strong);
     assert_eq!(a.call(&strong, &sid, "danger").status, 200);
     assert_eq!(calls(), 2);
+    // vault needs acr urn:high: a urn:low token gets the step-up error naming the level.
+    let low = a.token(
+        &oidc,
+        TokenReq {
+            acr: Some("urn:low"),
+            ..TokenReq::default()
+        },
+    );
+    let sid = a.open(&low);
+    let r = a.call(&low, &sid, "vault");
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert_eq!(r.json()["error"]["data"]["reason"], "step_up_required");
+    assert!(
+        challenge(&r).contains("acr_values=\"urn:high\""),
+        "{}",
+        challenge(&r)
+    );
+    assert_eq!(calls(), 2);
+    let high = a.token(
+        &oidc,
+        TokenReq {
+            acr: Some("urn:high"),
+            ..TokenReq::default()
+        },
+    );
+    let sid = a.open(&high);
+    assert_eq!(a.call(&high, &sid, "vault").status, 200);
+    assert_eq!(calls(), 3);
 }
 
 #[test]
