@@ -49,6 +49,8 @@ fn every_kind_of_token_gets_its_exact_answer_and_only_valid_ones_reach_the_upstr
         format!("Bearer resource_metadata=\"{metadata}\", scope=\"mcp\"")
     );
     assert_eq!(r.json()["error"]["data"]["reason"], "token_missing");
+    // Refused before its body was read: the connection is not reused into a reset.
+    assert_eq!(r.header("connection"), Some("close"));
 
     let valid = a.token(&oidc, TokenReq::default());
     let kid = support::oidc::header(&valid)["kid"]

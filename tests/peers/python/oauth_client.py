@@ -125,6 +125,9 @@ if __name__ == "__main__":
         leaves = [e]
         while leaves and isinstance(leaves[0], BaseExceptionGroup):
             leaves = list(leaves[0].exceptions)
+        import traceback
+
+        traceback.print_exception(leaves[0], file=sys.stderr)
         print(json.dumps({"ok": False, "error": f"{type(leaves[0]).__name__}: {leaves[0]}"}))
         sys.exit(1)
     print(json.dumps(out))

@@ -293,7 +293,28 @@ async fn serve_connection(gw: Arc<Gateway>, conn: Accepted, mut draining: Draini
     drop(permit);
 }
 
+/// A refusal answered before the request body was read: on HTTP/1.x with a body, the
+/// connection cannot carry another request (the unread body is in the way), so the answer says
+/// `Connection: close` and no client reuses it into a reset (a 401 before a token is the usual
+/// case: the client retries at once with one).
+fn unread(req_has_body: bool, h1: bool, mut resp: Response) -> Response {
+    if req_has_body && h1 {
+        resp.headers_mut().insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("close"),
+        );
+    }
+    resp
+}
+
+fn has_body(req: &Request<Incoming>) -> bool {
+    use hyper::body::Body as _;
+    !req.body().is_end_stream()
+}
+
 async fn handle(gw: Arc<Gateway>, mut ctx: Ctx, req: Request<Incoming>) -> Response {
+    let h1 = req.version() < http::Version::HTTP_2;
+    let body = has_body(&req);
     let path = req.uri().path();
     let authority = req.uri().authority().map(|a| a.as_str().to_owned());
     let facts = HttpFacts {
@@ -306,7 +327,7 @@ async fn handle(gw: Arc<Gateway>, mut ctx: Ctx, req: Request<Incoming>) -> Respo
         // A path a guard serves (well-known metadata), after the head guards like any request.
         if gw.pipeline.serves(path) {
             if let Err(r) = gw.pipeline.http_request(&facts, &mut ctx).await {
-                return respond::refuse(&gw, &ctx, r, None);
+                return unread(body, h1, respond::refuse(&gw, &ctx, r, None));
             }
             if let Some(l) = gw.pipeline.serve_local(&facts, &mut ctx).await {
                 return respond::local(l);
@@ -320,10 +341,10 @@ async fn handle(gw: Arc<Gateway>, mut ctx: Ctx, req: Request<Incoming>) -> Respo
             "Not Found",
             "the MCP endpoint is at server.path",
         );
-        return respond::refuse(&gw, &ctx, r, None);
+        return unread(body, h1, respond::refuse(&gw, &ctx, r, None));
     }
     if let Err(r) = gw.pipeline.http_request(&facts, &mut ctx).await {
-        return respond::refuse(&gw, &ctx, r, None);
+        return unread(body, h1, respond::refuse(&gw, &ctx, r, None));
     }
     match *req.method() {
         Method::POST => post(gw, ctx, req).await,
@@ -344,7 +365,7 @@ async fn handle(gw: Arc<Gateway>, mut ctx: Ctx, req: Request<Incoming>) -> Respo
                 "Method Not Allowed",
                 "use POST (and GET/DELETE with a session)",
             );
-            respond::refuse(&gw, &ctx, r, None)
+            unread(body, h1, respond::refuse(&gw, &ctx, r, None))
         }
     }
 }
@@ -396,6 +417,7 @@ fn is_json_media_type(ct: &str) -> bool {
 }
 
 async fn post(gw: Arc<Gateway>, ctx: Ctx, req: Request<Incoming>) -> Response {
+    let (h1, with_body) = (req.version() < http::Version::HTTP_2, has_body(&req));
     let (parts, body) = req.into_parts();
     let ct = parts
         .headers
@@ -411,11 +433,12 @@ async fn post(gw: Arc<Gateway>, ctx: Ctx, req: Request<Incoming>) -> Response {
             "Content-Type must be application/json",
             "send the JSON-RPC message as application/json",
         );
-        return respond::refuse(&gw, &ctx, r, None);
+        return unread(with_body, h1, respond::refuse(&gw, &ctx, r, None));
     }
     let bytes = match read_body(&gw, body).await {
         Ok(b) => b,
-        Err(r) => return respond::refuse(&gw, &ctx, r, None),
+        // Too large, too slow or broken: the rest of the body is not read either.
+        Err(r) => return unread(with_body, h1, respond::refuse(&gw, &ctx, r, None)),
     };
     let headers = Arc::new(parts.headers);
     let (early, switched) = Early::http(exchange::accepts_sse(&headers));
