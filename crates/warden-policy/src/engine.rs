@@ -58,9 +58,14 @@ pub enum PolicyError {
     Parse(String),
 }
 
-/// A loaded policy set.
+/// A loaded policy set, indexed by resource: a policy scoped to `resource == X::"y"` can only
+/// apply to that resource, so each such resource gets its own set (its policies and every policy
+/// not scoped to one resource) and a request is evaluated against its resource's set only.
 pub struct Engine {
     set: PolicySet,
+    /// Policies not scoped to one resource (the set for resources without their own).
+    generic: PolicySet,
+    by_resource: HashMap<EntityUid, PolicySet>,
     authorizer: Authorizer,
     /// The set's version for refusals and audit (the caller's: a file hash, a revision).
     pub version: String,
@@ -69,6 +74,35 @@ pub struct Engine {
 fn uid(ty: &str, id: &str) -> Result<EntityUid, String> {
     let t = EntityTypeName::from_str(ty).map_err(|e| e.to_string())?;
     Ok(EntityUid::from_type_name_and_id(t, EntityId::new(id)))
+}
+
+/// The generic set and one set per resource that policies name with `resource == …`. With
+/// templates the set is not split (every request sees all of it).
+fn index(set: &PolicySet) -> Result<(PolicySet, HashMap<EntityUid, PolicySet>), PolicyError> {
+    let add = |s: &mut PolicySet, p: &cedar_policy::Policy| {
+        s.add(p.clone())
+            .map_err(|e| PolicyError::Parse(e.to_string()))
+    };
+    if set.templates().next().is_some() {
+        return Ok((set.clone(), HashMap::new()));
+    }
+    let mut generic = PolicySet::new();
+    let mut scoped: HashMap<EntityUid, Vec<&cedar_policy::Policy>> = HashMap::new();
+    for p in set.policies() {
+        match p.resource_constraint() {
+            cedar_policy::ResourceConstraint::Eq(u) => scoped.entry(u).or_default().push(p),
+            _ => add(&mut generic, p)?,
+        }
+    }
+    let mut by_resource = HashMap::new();
+    for (u, ps) in scoped {
+        let mut s = generic.clone();
+        for p in ps {
+            add(&mut s, p)?;
+        }
+        by_resource.insert(u, s);
+    }
+    Ok((generic, by_resource))
 }
 
 fn strings(v: &[String]) -> RestrictedExpression {
@@ -82,8 +116,11 @@ impl Engine {
     /// Parse `text` (Cedar policy syntax) as version `version`.
     pub fn new(text: &str, version: impl Into<String>) -> Result<Self, PolicyError> {
         let set = PolicySet::from_str(text).map_err(|e| PolicyError::Parse(format!("{e:?}")))?;
+        let (generic, by_resource) = index(&set)?;
         Ok(Self {
             set,
+            generic,
+            by_resource,
             authorizer: Authorizer::new(),
             version: version.into(),
         })
@@ -101,16 +138,23 @@ impl Engine {
 
     /// Decide `call`.
     pub fn decide(&self, call: &Call<'_>) -> Decision {
+        self.decide_in(call, true)
+    }
+
+    fn decide_in(&self, call: &Call<'_>, indexed: bool) -> Decision {
         match self.request(call) {
-            Ok((req, entities)) => {
-                let r = self.authorizer.is_authorized(&req, &self.set, &entities);
+            Ok((req, entities, ruid)) => {
+                let set = match indexed {
+                    true => self.by_resource.get(&ruid).unwrap_or(&self.generic),
+                    false => &self.set,
+                };
+                let r = self.authorizer.is_authorized(&req, set, &entities);
                 let errors: Vec<String> = r.diagnostics().errors().map(|e| e.to_string()).collect();
                 let policies = r
                     .diagnostics()
                     .reason()
                     .map(|id| {
-                        self.set
-                            .annotation(id, "id")
+                        set.annotation(id, "id")
                             .map_or_else(|| id.to_string(), str::to_owned)
                     })
                     .collect();
@@ -128,7 +172,7 @@ impl Engine {
         }
     }
 
-    fn request(&self, call: &Call<'_>) -> Result<(Request, Entities), String> {
+    fn request(&self, call: &Call<'_>) -> Result<(Request, Entities, EntityUid), String> {
         let (puid, mut attrs) = match call.principal {
             Some(p) => {
                 let mut a: HashMap<String, RestrictedExpression> = HashMap::new();
@@ -196,10 +240,55 @@ impl Engine {
             }),
         ));
         let context = Context::from_pairs(ctx).map_err(|e| e.to_string())?;
-        let req = Request::new(puid, uid("Action", call.method)?, ruid, context, None)
-            .map_err(|e| e.to_string())?;
+        let req = Request::new(
+            puid,
+            uid("Action", call.method)?,
+            ruid.clone(),
+            context,
+            None,
+        )
+        .map_err(|e| e.to_string())?;
         let entities =
             Entities::from_entities([principal, resource], None).map_err(|e| e.to_string())?;
-        Ok((req, entities))
+        Ok((req, entities, ruid))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use proptest::prelude::*;
+
+    const SET: &str = r#"
+        @id("a") permit(principal, action == Action::"tools/call", resource == Tool::"t1");
+        @id("b") forbid(principal, action, resource == Tool::"t2") when { context.args.x == 1 };
+        @id("c") permit(principal, action, resource) when { resource.name like "t*" && !(context.args has y) };
+        @id("d") forbid(principal, action, resource is Tool) when { context.args has z };
+        @id("e") permit(principal, action == Action::"resources/read", resource == Resource::"t1");
+    "#;
+
+    proptest! {
+        /// The index changes what is evaluated, never the decision or the policies named.
+        #[test]
+        fn the_index_never_changes_a_decision(
+            tool in "t[0-3]|u1", method in "tools/call|resources/read|prompts/get",
+            x in 0i64..3, y in any::<bool>(), z in any::<bool>(),
+        ) {
+            let e = Engine::new(SET, "t").unwrap();
+            let mut args = serde_json::json!({"x": x});
+            if y { args["y"] = 1.into(); }
+            if z { args["z"] = 1.into(); }
+            let call = Call {
+                principal: None, method: &method, target: Some(&tool), upstream: None,
+                args: Some(&args), transport: "stdio",
+            };
+            let (a, b) = (e.decide_in(&call, true), e.decide_in(&call, false));
+            prop_assert_eq!(a.allowed, b.allowed);
+            let (mut pa, mut pb) = (a.policies, b.policies);
+            pa.sort();
+            pb.sort();
+            prop_assert_eq!(pa, pb);
+        }
     }
 }
