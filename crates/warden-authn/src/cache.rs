@@ -1,7 +1,7 @@
 //! [`TokenCache`]: verified tokens keyed by the SHA-256 of the token, kept until they expire.
 //!
 //! A session's later requests skip the signature check but never the expiry check: a cached
-//! token past `exp` (plus leeway) is answered [`AuthError::Expired`] and dropped (M2). A token
+//! token at or past `exp` (plus leeway) is answered [`AuthError::Expired`] and dropped (M2). A token
 //! whose key left the issuer's key set is dropped too, so a retired key stops working at once.
 //! The cache is bounded; when it is full of live tokens a new one is simply not cached.
 
@@ -46,7 +46,7 @@ impl TokenCache {
     ) -> Option<Result<Verified, AuthError>> {
         let k = Self::key(token);
         let hit = self.map.get(&k)?;
-        if now > hit.expires_at.saturating_add(leeway) {
+        if now >= hit.expires_at.saturating_add(leeway) {
             self.map.remove(&k);
             return Some(Err(AuthError::Expired));
         }

@@ -43,7 +43,7 @@ pub fn decide(body: &[u8], c: &VerifierConfig, now: u64) -> Result<Verified, Aut
         .get("exp")
         .and_then(Value::as_u64)
         .ok_or(AuthError::MissingClaim("exp"))?;
-    if now > exp.saturating_add(c.leeway_secs) {
+    if now >= exp.saturating_add(c.leeway_secs) {
         return Err(AuthError::Expired);
     }
     if claims

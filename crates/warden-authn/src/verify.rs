@@ -124,7 +124,7 @@ impl Verifier {
         };
         let exp = time("exp")?.ok_or(AuthError::MissingClaim("exp"))?;
         let leeway = c.leeway_secs;
-        if now > exp.saturating_add(leeway) {
+        if now >= exp.saturating_add(leeway) {
             return Err(AuthError::Expired);
         }
         let (nbf, iat) = (time("nbf")?, time("iat")?);

@@ -316,11 +316,12 @@ fn a_cached_token_expires_mid_session() {
     cache.insert(&token, verifier().verify(&token, &keys, t).unwrap(), t);
     assert!(
         cache
-            .get(&token, &keys, t + 630, 30)
+            .get(&token, &keys, t + 629, 30)
             .is_some_and(|r| r.is_ok())
     );
+    // RFC 7519 §4.1.4: not accepted *on or after* `exp` (here plus 30 s of leeway).
     assert_eq!(
-        cache.get(&token, &keys, t + 631, 30).map(|r| r.map(|_| ())),
+        cache.get(&token, &keys, t + 630, 30).map(|r| r.map(|_| ())),
         Some(Err(AuthError::Expired))
     );
     assert!(cache.is_empty());
