@@ -5,6 +5,8 @@
 //! be checked with HMAC against bytes an attacker also knows (M1). The document is bounded in
 //! size and key count; a key set with no usable key is an error, not an empty set.
 
+use std::sync::Arc;
+
 use jsonwebtoken::jwk::{
     AlgorithmParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm, PublicKeyUse,
 };
@@ -35,7 +37,7 @@ pub enum KeySetError {
 /// One verification key.
 #[derive(Clone)]
 pub(crate) struct Key {
-    pub(crate) kid: Option<String>,
+    pub(crate) kid: Option<Arc<str>>,
     /// The algorithms this key may verify.
     pub(crate) algs: &'static [Algorithm],
     pub(crate) key: DecodingKey,
@@ -88,7 +90,11 @@ impl KeySet {
             .find(|a| **a == alg)
             .map(std::slice::from_ref)?;
         (key.family() == alg.family()).then(|| KeySet {
-            keys: vec![Key { kid, algs, key }],
+            keys: vec![Key {
+                kid: kid.map(Into::into),
+                algs,
+                key,
+            }],
             skipped: 0,
         })
     }
@@ -178,7 +184,7 @@ fn usable(jwk: &Jwk) -> Option<Key> {
     };
     let key = DecodingKey::from_jwk(jwk).ok()?;
     Some(Key {
-        kid: jwk.common.key_id.clone(),
+        kid: jwk.common.key_id.as_deref().map(Into::into),
         algs,
         key,
     })

@@ -55,10 +55,10 @@ pub struct Verified {
     pub principal: Arc<Principal>,
     /// `exp`, seconds since the epoch.
     pub expires_at: u64,
-    /// The key id that verified it.
-    pub kid: Option<String>,
+    /// The key id that verified it (shared: a cached token is cloned on every request).
+    pub kid: Option<Arc<str>>,
     /// `cnf.jkt`: the thumbprint of the key a DPoP-bound token is bound to (RFC 9449 §6.1).
-    pub jkt: Option<String>,
+    pub jkt: Option<Arc<str>>,
 }
 
 /// Verifies tokens of one issuer for one resource.
@@ -156,7 +156,7 @@ impl Verifier {
 /// `sub` (required, non-empty) and `cnf.jkt` (the DPoP key a token is bound to, if any).
 pub(crate) fn subject_and_binding(
     claims: &Map<String, Value>,
-) -> Result<(String, Option<String>), AuthError> {
+) -> Result<(String, Option<Arc<str>>), AuthError> {
     let sub = claims
         .get("sub")
         .and_then(Value::as_str)
@@ -167,7 +167,7 @@ pub(crate) fn subject_and_binding(
         .get("cnf")
         .and_then(|c| c.get("jkt"))
         .and_then(Value::as_str)
-        .map(str::to_owned);
+        .map(Into::into);
     Ok((sub, jkt))
 }
 

@@ -38,7 +38,8 @@ pub fn fingerprint(id: &str) -> std::sync::Arc<str> {
 /// formatting.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Owner {
-    Subject(String),
+    /// The principal's id (`iss sub`), shared with the principal: no copy per request.
+    Subject(std::sync::Arc<str>),
     Addr(IpAddr),
     Local,
 }
@@ -55,7 +56,7 @@ impl fmt::Display for Owner {
 
 impl From<&str> for Owner {
     fn from(s: &str) -> Self {
-        Owner::Subject(s.to_owned())
+        Owner::Subject(s.into())
     }
 }
 

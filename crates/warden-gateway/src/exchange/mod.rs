@@ -76,7 +76,7 @@ pub struct Incoming<'a> {
 /// The owner a session is bound to: the authenticated principal, else the client address.
 pub fn owner_of(ctx: &Ctx) -> Owner {
     match (&ctx.principal, ctx.client) {
-        (Some(p), _) => Owner::Subject(p.id().to_string()),
+        (Some(p), _) => Owner::Subject(p.id().clone()),
         (None, Some(c)) => Owner::Addr(c.ip()),
         (None, None) => Owner::Local,
     }
