@@ -393,6 +393,11 @@ impl Guard for Identity {
             let e = AuthError::InvalidDpopProof("this call needs a DPoP-bound token and its proof");
             return Check::Ready(Verdict::Deny(self.refuse(&e)));
         }
+        // `required_scopes` were checked with the token; only a rule that applies adds to them
+        // (and then the challenge names every scope the call needs).
+        if applying().next().is_none() {
+            return Check::Ready(Verdict::Continue);
+        }
         let need = applying().fold(self.base.clone(), |acc, r| acc.and(&r.need));
         match need.check(&p, &self.acr_levels) {
             Ok(()) => Check::Ready(Verdict::Continue),
