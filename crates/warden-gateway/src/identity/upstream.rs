@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 
 use http::{HeaderName, HeaderValue};
 use serde_json::Value;
-use warden_config::{Config, UpstreamAuth};
+use warden_config::{Config, SecretRef, UpstreamAuth};
 use warden_guard::{Check, Ctx, Guard, Refusal, Secret, UpstreamRequest};
 use warden_proto::error::code;
 
@@ -54,8 +54,10 @@ struct TokenSource {
     client_id: String,
     secret: Secret,
     grant: Grant,
-    /// Keyed by principal id (`""`: Warden itself, client credentials).
+    /// Keyed by principal id (`shared`: Warden itself, client credentials).
     slots: Mutex<HashMap<Arc<str>, Slot>>,
+    /// The key of the one token client credentials obtain (made once: no copy per request).
+    shared: Arc<str>,
 }
 
 /// The guard: one credential per upstream, in configuration order.
@@ -99,17 +101,17 @@ impl UpstreamCredentials {
                     client_secret,
                     scope,
                     resource,
-                } => Cred::Oauth(Box::new(TokenSource {
-                    http: http.clone(),
-                    endpoint: token_endpoint.clone(),
-                    client_id: client_id.clone(),
-                    secret: super::secret::read(client_secret).map_err(at)?,
-                    grant: Grant::ClientCredentials {
+                } => TokenSource::cred(
+                    &http,
+                    token_endpoint,
+                    client_id,
+                    client_secret,
+                    Grant::ClientCredentials {
                         scope: scope.clone(),
                         resource: resource.clone(),
                     },
-                    slots: Mutex::new(HashMap::new()),
-                })),
+                )
+                .map_err(at)?,
                 UpstreamAuth::TokenExchange {
                     token_endpoint,
                     client_id,
@@ -117,18 +119,18 @@ impl UpstreamCredentials {
                     audience,
                     resource,
                     scope,
-                } => Cred::Oauth(Box::new(TokenSource {
-                    http: http.clone(),
-                    endpoint: token_endpoint.clone(),
-                    client_id: client_id.clone(),
-                    secret: super::secret::read(client_secret).map_err(at)?,
-                    grant: Grant::Exchange {
+                } => TokenSource::cred(
+                    &http,
+                    token_endpoint,
+                    client_id,
+                    client_secret,
+                    Grant::Exchange {
                         audience: audience.clone(),
                         resource: resource.clone(),
                         scope: scope.clone(),
                     },
-                    slots: Mutex::new(HashMap::new()),
-                })),
+                )
+                .map_err(at)?,
             });
         }
         Ok(Some(Self { creds }))
@@ -147,10 +149,29 @@ fn refused(detail: impl Into<std::borrow::Cow<'static, str>>) -> Refusal {
 }
 
 impl TokenSource {
+    /// An OAuth credential of `client_id` at `endpoint` for `grant`; its secret is read now.
+    fn cred(
+        http: &AuthHttp,
+        endpoint: &str,
+        client_id: &str,
+        secret: &SecretRef,
+        grant: Grant,
+    ) -> Result<Cred, String> {
+        Ok(Cred::Oauth(Box::new(TokenSource {
+            http: http.clone(),
+            endpoint: endpoint.to_owned(),
+            client_id: client_id.to_owned(),
+            secret: super::secret::read(secret)?,
+            grant,
+            slots: Mutex::new(HashMap::new()),
+            shared: "".into(),
+        })))
+    }
+
     /// The header value for `ctx`'s principal, from the cache or the token endpoint.
     async fn header(&self, ctx: &Ctx) -> Result<HeaderValue, Refusal> {
         let (key, subject, subject_exp): (Arc<str>, Option<&Secret>, u64) = match &self.grant {
-            Grant::ClientCredentials { .. } => ("".into(), None, u64::MAX),
+            Grant::ClientCredentials { .. } => (self.shared.clone(), None, u64::MAX),
             Grant::Exchange { .. } => {
                 let p = ctx.principal.as_ref().ok_or_else(|| {
                     refused("token exchange needs an authenticated client; none is")
@@ -187,7 +208,7 @@ impl TokenSource {
         let (v, expires_in) = self.fetch(subject).await?;
         let until = now
             .saturating_add(expires_in.saturating_sub(MARGIN_SECS))
-            .min(subject_exp.saturating_sub(MARGIN_SECS.min(subject_exp)));
+            .min(subject_exp.saturating_sub(MARGIN_SECS));
         *cached = Some((v.clone(), until));
         Ok(v)
     }
