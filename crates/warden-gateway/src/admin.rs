@@ -92,9 +92,21 @@ async fn route<B>(gw: &Gateway, access: &Access, req: &http::Request<B>) -> Resp
         _ if path == "/sessions" || path.starts_with("/sessions/") => {}
         _ => return text(404, "not found\n"),
     }
-    if let Err(r) = authorize(access, req.headers()) {
-        audit(gw, "admin.refused", Decision::Deny, None, None, Some(r.1));
-        return r.0;
+    if let Err(Denied(status, reason, hint)) = authorize(access, req.headers()) {
+        let mut ev = warden_audit::AuditEvent::new("admin.refused", Decision::Deny);
+        ev.client = Some("admin".into());
+        ev.control = Some("M2");
+        ev.reason = Some(reason.into());
+        ev.hint = Some(hint.trim_end().into());
+        gw.audit.emit(ev);
+        let mut r = text(status, hint);
+        if status == 401 {
+            r.headers_mut().insert(
+                http::header::WWW_AUTHENTICATE,
+                http::HeaderValue::from_static("Bearer realm=\"warden-admin\""),
+            );
+        }
+        return r;
     }
     match *req.method() {
         http::Method::GET if path == "/sessions" => {
@@ -127,14 +139,7 @@ async fn route<B>(gw: &Gateway, access: &Access, req: &http::Request<B>) -> Resp
                 }
             };
             for (fp, owner) in &revoked {
-                audit(
-                    gw,
-                    "session.revoked",
-                    Decision::Info,
-                    Some(fp.clone()),
-                    Some(owner.clone()),
-                    None,
-                );
+                audit_revoked(gw, fp.clone(), owner.clone());
             }
             let status = if revoked.is_empty() { 404 } else { 200 };
             json_response(status, json!({ "revoked": revoked.len() }))
@@ -146,17 +151,18 @@ async fn route<B>(gw: &Gateway, access: &Access, req: &http::Request<B>) -> Resp
     }
 }
 
+/// A refused admin request: status, stable reason, and what to do (the body and the audit hint).
+struct Denied(u16, &'static str, &'static str);
+
 /// Session management is allowed on the socket, or on TCP with the admin token.
-fn authorize(access: &Access, headers: &http::HeaderMap) -> Result<(), (Response, &'static str)> {
+fn authorize(access: &Access, headers: &http::HeaderMap) -> Result<(), Denied> {
     let token = match access {
         Access::Local => return Ok(()),
         Access::Tcp(None) => {
-            return Err((
-                text(
-                    403,
-                    "session management needs [admin] token, or the admin socket\n",
-                ),
+            return Err(Denied(
+                403,
                 "admin_token_not_configured",
+                "session management needs [admin] token, or the admin socket\n",
             ));
         }
         Access::Tcp(Some(t)) => t,
@@ -166,36 +172,26 @@ fn authorize(access: &Access, headers: &http::HeaderMap) -> Result<(), (Response
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or_default();
-    let same = aws_lc_rs::constant_time::verify_slices_are_equal(
+    aws_lc_rs::constant_time::verify_slices_are_equal(
         presented.as_bytes(),
         token.expose().as_bytes(),
     )
-    .is_ok();
-    if same {
-        Ok(())
-    } else {
-        let mut r = text(401, "admin token required\n");
-        r.headers_mut().insert(
-            http::header::WWW_AUTHENTICATE,
-            http::HeaderValue::from_static("Bearer realm=\"warden-admin\""),
-        );
-        Err((r, "admin_token_invalid"))
-    }
+    .map_err(|_| {
+        Denied(
+            401,
+            "admin_token_invalid",
+            "send the admin token: Authorization: Bearer <[admin] token>\n",
+        )
+    })
 }
 
-fn audit(
-    gw: &Gateway,
-    kind: &'static str,
-    decision: Decision,
-    session: Option<Arc<str>>,
-    owner: Option<String>,
-    reason: Option<&'static str>,
-) {
-    let mut ev = warden_audit::AuditEvent::new(kind, decision);
-    ev.session = session;
-    ev.subject = owner;
+/// A session the admin listener revoked.
+fn audit_revoked(gw: &Gateway, session: Arc<str>, owner: String) {
+    let mut ev = warden_audit::AuditEvent::new("session.revoked", Decision::Info);
+    ev.session = Some(session);
+    ev.subject = Some(owner);
     ev.client = Some("admin".into());
-    ev.control = Some("M2");
-    ev.reason = reason.map(Into::into);
+    ev.control = Some("P8.3");
+    ev.reason = Some("session_revoked".into());
     gw.audit.emit(ev);
 }

@@ -311,26 +311,7 @@ fn a_credential_is_fetched_once_however_many_requests_wait_for_it() {
         resource,
     };
     let alice = a.token(&oidc, TokenReq::default());
-    let (port, auth) = (a.w.port, format!("Bearer {alice}"));
-    std::thread::scope(|s| {
-        for _ in 0..8 {
-            s.spawn(|| {
-                let h = [
-                    ("content-type", "application/json"),
-                    ("accept", "application/json, text/event-stream"),
-                    ("authorization", auth.as_str()),
-                ];
-                let r = request(
-                    port,
-                    "POST",
-                    "/mcp",
-                    &h,
-                    support::auth_arena::INIT.as_bytes(),
-                );
-                assert_eq!(r.status, 200, "{}", r.text());
-            });
-        }
-    });
+    a.initialize_concurrently(&alice, 8);
     assert_eq!(
         endpoint.requests().len(),
         1,
@@ -347,4 +328,45 @@ fn a_credential_is_fetched_once_however_many_requests_wait_for_it() {
             .iter()
             .all(|r| r.header("authorization") == Some("Bearer cc-token-1"))
     );
+}
+
+#[test]
+fn session_management_over_tcp_without_an_admin_token_is_refused() {
+    let oidc = Oidc::start();
+    // The harness's admin listener: TCP, no token configured.
+    let a = Arena::start(&oidc, "");
+    let alice = a.token(&oidc, TokenReq::default());
+    let sid = a.open(&alice);
+    let admin_port = support::port_in(a.w.admin.as_deref().unwrap());
+    let principal = format!(
+        "{} {}",
+        oidc.issuer,
+        claims(&alice)["sub"].as_str().unwrap()
+    );
+    let revoke = format!(
+        "/sessions?principal={}",
+        principal
+            .replace(' ', "%20")
+            .replace(':', "%3A")
+            .replace('/', "%2F")
+    );
+    for (method, path) in [("GET", "/sessions"), ("DELETE", revoke.as_str())] {
+        let r = request(
+            admin_port,
+            method,
+            path,
+            &[("authorization", "Bearer guess")],
+            b"",
+        );
+        assert_eq!(r.status, 403, "{method} {path}: {}", r.text());
+    }
+    assert_eq!(a.w.audit_reason("admin_token_not_configured").len(), 2);
+    assert!(a.w.audit().iter().all(|e| e["kind"] != "session.revoked"));
+    assert_eq!(
+        a.call(&alice, &sid, "echo").status,
+        200,
+        "the session was not revoked"
+    );
+    // Metrics stay readable.
+    assert_eq!(request(admin_port, "GET", "/metrics", &[], b"").status, 200);
 }
