@@ -339,20 +339,7 @@ fn a_rotated_key_is_picked_up_and_the_retired_one_refused() {
         .to_owned();
     assert!(new_kids.contains(&kid));
     // Eight requests at once with the new kid: one refetch, and none refused meanwhile.
-    let (port, auth) = (a.w.port, format!("Bearer {new}"));
-    std::thread::scope(|s| {
-        for _ in 0..8 {
-            s.spawn(|| {
-                let h = [
-                    ("content-type", "application/json"),
-                    ("accept", "application/json, text/event-stream"),
-                    ("authorization", auth.as_str()),
-                ];
-                let r = request(port, "POST", "/mcp", &h, INIT.as_bytes());
-                assert_eq!(r.status, 200, "{}", r.text());
-            });
-        }
-    });
+    a.initialize_concurrently(&new, 8);
     let sid2 = a.open(&new);
     assert_eq!(a.call(&new, &sid2, "echo").status, 200);
     // The retired key's token — verified and cached before — is refused now.

@@ -339,6 +339,25 @@ fn config(upstream_port: u16, audit: &Path) -> String {
     )
 }
 
+/// `warden serve --config cfg` in `dir`, once it listens: the child and its port.
+fn serve(
+    bin: &Path,
+    name: &'static str,
+    cfg: &Path,
+    dir: &Path,
+    verbose: bool,
+) -> Result<(Child, u16), String> {
+    let mut cmd = Command::new(bin);
+    cmd.arg("serve")
+        .arg("--config")
+        .arg(cfg)
+        .current_dir(dir)
+        .env_remove("RUST_LOG");
+    let mut child = Child::spawn(name, cmd, verbose)?;
+    let port = port_in(&child.wait_for("listening on", Duration::from_secs(30))?)?;
+    Ok((child, port))
+}
+
 fn run(args: &Args) -> Result<bool, String> {
     let here = std::env::current_exe()
         .ok()
@@ -390,14 +409,8 @@ fn run(args: &Args) -> Result<bool, String> {
         .unwrap_or_else(|| tmp.path.join("audit.jsonl"));
     let cfg_path = tmp.path.join("gateway.toml");
     std::fs::write(&cfg_path, config(up_port, &audit)).map_err(|e| e.to_string())?;
-    let mut cmd = Command::new(&warden_bin);
-    cmd.arg("serve")
-        .arg("--config")
-        .arg(&cfg_path)
-        .current_dir(&tmp.path)
-        .env_remove("RUST_LOG");
-    kids.push(Child::spawn("warden", cmd, args.verbose)?);
-    let w_port = port_in(&kids[1].wait_for("listening on", Duration::from_secs(30))?)?;
+    let (child, w_port) = serve(&warden_bin, "warden", &cfg_path, &tmp.path, args.verbose)?;
+    kids.push(child);
 
     let mut floor_port = None;
     if !args.no_floor {
@@ -427,15 +440,13 @@ fn run(args: &Args) -> Result<bool, String> {
                 &jwt::auth_section(port, &jwks_path),
             );
         std::fs::write(&cfg_path, cfg).map_err(|e| e.to_string())?;
-        let mut cmd = Command::new(&warden_bin);
-        cmd.arg("serve")
-            .arg("--config")
-            .arg(&cfg_path)
-            .current_dir(&tmp.path)
-            .env_remove("RUST_LOG");
-        let child = Child::spawn("warden+jwt", cmd, args.verbose)?;
-        let mut child = child;
-        port_in(&child.wait_for("listening on", Duration::from_secs(30))?)?;
+        let (child, _) = serve(
+            &warden_bin,
+            "warden+jwt",
+            &cfg_path,
+            &tmp.path,
+            args.verbose,
+        )?;
         jwt_pid = Some(child.pid());
         kids.push(child);
         jwt_target = Some((port, &*Box::leak(bearer.into_boxed_str())));

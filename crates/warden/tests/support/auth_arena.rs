@@ -82,6 +82,25 @@ impl Arena {
         request(self.w.port, "POST", "/mcp", &h, body.as_bytes())
     }
 
+    /// `n` initialize requests with `token` at once, each expected to succeed (a race on the
+    /// issuer's keys or an upstream credential must not refuse any of them).
+    pub fn initialize_concurrently(&self, token: &str, n: usize) {
+        let (port, auth) = (self.w.port, format!("Bearer {token}"));
+        std::thread::scope(|s| {
+            for _ in 0..n {
+                s.spawn(|| {
+                    let h = [
+                        ("content-type", "application/json"),
+                        ("accept", "application/json, text/event-stream"),
+                        ("authorization", auth.as_str()),
+                    ];
+                    let r = request(port, "POST", "/mcp", &h, INIT.as_bytes());
+                    assert_eq!(r.status, 200, "{}", r.text());
+                });
+            }
+        });
+    }
+
     /// initialize + initialized with `token`; the session id.
     pub fn open(&self, token: &str) -> String {
         let r = self.post(Some(token), None, INIT);
