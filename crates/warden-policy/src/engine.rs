@@ -1,53 +1,77 @@
-//! [`Engine`]: a validated Cedar policy set and the decision for one MCP request (P2.2, A-ZT1).
+//! [`Engine`]: a validated Cedar policy set and the decision for one MCP request (P2.2, P2.4,
+//! A-ZT1, A-ZT3). Entities are in [`crate::entities`], the context in [`crate::context`].
 //!
-//! Entities: the principal is `User::"<iss> <sub>"` with attributes `sub`, `iss`, `roles`,
-//! `groups`, `scopes` (sets of strings), `tenant` (when present), `mfa` (bool) and `acr` (when
-//! present); the action is `Action::"<method>"` (`tools/call`, `resources/read`, `prompts/get`,
-//! …); the resource is `Tool::"<name>"`, `Resource::"<uri>"` or `Prompt::"<name>"` with
-//! `name` and `upstream`. The context holds `args` (the call's arguments, converted by
-//! [`crate::value`]) and `transport`. Policies carry `@id("…")`; a decision names the ids of the
-//! policies that determined it.
+//! **Effects.** `permit` allows; a plain `forbid` denies. A `forbid` annotated
+//! `@effect("ask")` does not deny: when it applies to a call the policies otherwise allow, the
+//! decision is [`Effect::Ask`] (a person must say yes, #15 item 6); `@effect("audit")` allows
+//! and flags the call for audit. Policies carry `@id("…")` (a decision names the ids that
+//! determined it) and may carry `@reason("…")` (the hint a refusal shows).
 //!
-//! Fail closed: Cedar skips a policy whose evaluation errors (an erroring `forbid` would then not
-//! apply), so any evaluation error denies, naming the policy.
+//! **Fail closed.** Cedar skips a policy whose evaluation errors (an erroring `forbid` would then
+//! not apply), so any evaluation error denies, naming the policy.
+//!
+//! **Index.** A policy scoped to `resource == X::"y"` can only apply to that resource; each such
+//! resource gets its own set (its policies and every policy not scoped to one resource), so
+//! unrelated policies cost nothing.
+//!
+//! **Lists** ([`Engine::visible`]) use Cedar's partial evaluation with the whole context
+//! unknown: an item is hidden only when no context could let the call through, so a hidden
+//! item is never callable and a callable one is never hidden (property-tested).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 
 use cedar_policy::{
-    Authorizer, Context, Decision as CedarDecision, Entities, Entity, EntityId, EntityTypeName,
-    EntityUid, PolicySet, Request, RestrictedExpression,
+    Authorizer, Decision as CedarDecision, Entities, EntityId, EntityTypeName, EntityUid,
+    PolicySet, Request, RequestBuilder,
 };
-use serde_json::Value;
 use warden_guard::Principal;
 
-use crate::value::{ValueError, to_cedar};
+use crate::context::{Facts, Needs, build_some};
+use crate::entities::{Subject, Target};
 
-/// What is asked.
-pub struct Call<'a> {
-    /// Who asks (`None`: an unauthenticated local client — `User::"local"`).
-    pub principal: Option<&'a Principal>,
-    /// The JSON-RPC method.
-    pub method: &'a str,
-    /// The tool, resource URI or prompt the method is about, as the client names it.
-    pub target: Option<&'a str>,
-    /// The upstream it goes to.
-    pub upstream: Option<&'a str>,
-    /// The call's arguments.
-    pub args: Option<&'a Value>,
-    /// `http` or `stdio`.
-    pub transport: &'a str,
+/// What a request gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effect {
+    /// Forward it.
+    Allow,
+    /// Refuse it.
+    Deny,
+    /// Forward it only on a person's yes.
+    Ask,
 }
 
 /// The answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
-    /// Allowed?
-    pub allowed: bool,
-    /// `@id`s (else Cedar's ids) of the policies that determined it; empty: default deny.
+    /// What to do.
+    pub effect: Effect,
+    /// `@id`s of the policies that determined it (permits for an allow, forbids for a deny,
+    /// the asking forbids for an ask); empty for a default deny.
     pub policies: Vec<String>,
+    /// `@effect("audit")` policies that matched an allowed call.
+    pub flagged: Vec<String>,
+    /// The first determining policy's `@reason`, if any.
+    pub reason: Option<String>,
     /// Why it could not be decided (denied for it).
     pub errors: Vec<String>,
+}
+
+impl Decision {
+    /// Allowed outright?
+    pub fn allowed(&self) -> bool {
+        self.effect == Effect::Allow
+    }
+    fn deny_error(e: String) -> Self {
+        Self {
+            effect: Effect::Deny,
+            policies: Vec::new(),
+            flagged: Vec::new(),
+            reason: None,
+            errors: vec![e],
+        }
+    }
 }
 
 /// Why a policy set cannot be used.
@@ -56,201 +80,354 @@ pub enum PolicyError {
     /// The text does not parse.
     #[error("policies do not parse: {0}")]
     Parse(String),
+    /// An annotation is wrong (an unknown `@effect`, `@effect` on a `permit`).
+    #[error("{0}")]
+    Annotation(String),
+    /// The set does not validate against the schema.
+    #[error("policies do not validate against the schema: {0}")]
+    Invalid(String),
 }
 
-/// A loaded policy set, indexed by resource: a policy scoped to `resource == X::"y"` can only
-/// apply to that resource, so each such resource gets its own set (its policies and every policy
-/// not scoped to one resource) and a request is evaluated against its resource's set only.
-pub struct Engine {
-    set: PolicySet,
-    /// Policies not scoped to one resource (the set for resources without their own).
+/// A policy set split by resource.
+struct Indexed {
     generic: PolicySet,
     by_resource: HashMap<EntityUid, PolicySet>,
+}
+
+impl Indexed {
+    fn new(policies: &[&cedar_policy::Policy]) -> Result<Self, PolicyError> {
+        let add = |s: &mut PolicySet, p: &cedar_policy::Policy| {
+            s.add(p.clone())
+                .map_err(|e| PolicyError::Parse(e.to_string()))
+        };
+        let mut generic = PolicySet::new();
+        let mut scoped: HashMap<EntityUid, Vec<&cedar_policy::Policy>> = HashMap::new();
+        for p in policies {
+            match p.resource_constraint() {
+                cedar_policy::ResourceConstraint::Eq(u) => scoped.entry(u).or_default().push(p),
+                _ => add(&mut generic, p)?,
+            }
+        }
+        let mut by_resource = HashMap::new();
+        for (u, ps) in scoped {
+            let mut s = generic.clone();
+            for p in ps {
+                add(&mut s, p)?;
+            }
+            by_resource.insert(u, s);
+        }
+        Ok(Self {
+            generic,
+            by_resource,
+        })
+    }
+    fn is_empty(&self) -> bool {
+        self.generic.is_empty() && self.by_resource.is_empty()
+    }
+}
+
+/// Entities per (principal, target) pair, holding both so their addresses stay theirs.
+struct Cached {
+    _principal: Option<Arc<Principal>>,
+    _target: Arc<Target>,
+    puid: EntityUid,
+    entities: Arc<Entities>,
+}
+
+/// Most (principal, target) pairs whose entities are kept.
+const CACHE_MAX: usize = 4096;
+
+/// A loaded policy set.
+pub struct Engine {
+    /// Permits and denying forbids, unindexed (reference for the index property test).
+    enforced_all: PolicySet,
+    enforced: Indexed,
+    /// `@effect("ask")` and `@effect("audit")` forbids.
+    flags: Indexed,
+    flags_all: PolicySet,
+    effects: HashMap<String, FlagEffect>,
+    ids: HashMap<String, (String, Option<String>)>,
+    count: usize,
     authorizer: Authorizer,
+    action_type: EntityTypeName,
+    cache: Mutex<HashMap<(usize, usize), Cached>>,
+    labels: Vec<Arc<str>>,
+    needs: Needs,
     /// The set's version for refusals and audit (the caller's: a file hash, a revision).
     pub version: String,
 }
 
-fn uid(ty: &str, id: &str) -> Result<EntityUid, String> {
-    let t = EntityTypeName::from_str(ty).map_err(|e| e.to_string())?;
-    Ok(EntityUid::from_type_name_and_id(t, EntityId::new(id)))
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum FlagEffect {
+    Ask,
+    Audit,
 }
 
-/// The generic set and one set per resource that policies name with `resource == …`. With
-/// templates the set is not split (every request sees all of it).
-fn index(set: &PolicySet) -> Result<(PolicySet, HashMap<EntityUid, PolicySet>), PolicyError> {
-    let add = |s: &mut PolicySet, p: &cedar_policy::Policy| {
-        s.add(p.clone())
-            .map_err(|e| PolicyError::Parse(e.to_string()))
-    };
-    if set.templates().next().is_some() {
-        return Ok((set.clone(), HashMap::new()));
-    }
-    let mut generic = PolicySet::new();
-    let mut scoped: HashMap<EntityUid, Vec<&cedar_policy::Policy>> = HashMap::new();
-    for p in set.policies() {
-        match p.resource_constraint() {
-            cedar_policy::ResourceConstraint::Eq(u) => scoped.entry(u).or_default().push(p),
-            _ => add(&mut generic, p)?,
-        }
-    }
-    let mut by_resource = HashMap::new();
-    for (u, ps) in scoped {
-        let mut s = generic.clone();
-        for p in ps {
-            add(&mut s, p)?;
-        }
-        by_resource.insert(u, s);
-    }
-    Ok((generic, by_resource))
-}
-
-fn strings(v: &[String]) -> RestrictedExpression {
-    RestrictedExpression::new_set(
-        v.iter()
-            .map(|s| RestrictedExpression::new_string(s.clone())),
-    )
+/// What is asked, with shared entities (the gateway's hot path).
+pub struct Ask<'a> {
+    /// Who asks (`None`: an unauthenticated local client — `User::"local"`).
+    pub principal: Option<&'a Arc<Principal>>,
+    /// The JSON-RPC method (the Cedar action).
+    pub method: &'a str,
+    /// What it is about.
+    pub target: &'a Arc<Target>,
+    /// Arguments, client, time, flow.
+    pub facts: Facts<'a>,
 }
 
 impl Engine {
     /// Parse `text` (Cedar policy syntax) as version `version`.
     pub fn new(text: &str, version: impl Into<String>) -> Result<Self, PolicyError> {
         let set = PolicySet::from_str(text).map_err(|e| PolicyError::Parse(format!("{e:?}")))?;
-        let (generic, by_resource) = index(&set)?;
+        if set.templates().next().is_some() {
+            return Err(PolicyError::Annotation(
+                "policy templates are not supported: write plain policies".into(),
+            ));
+        }
+        let mut effects = HashMap::new();
+        let mut ids = HashMap::new();
+        let (mut enforced, mut flags) = (Vec::new(), Vec::new());
+        for p in set.policies() {
+            let id = p.annotation("id").unwrap_or(p.id().as_ref()).to_owned();
+            ids.insert(
+                p.id().to_string(),
+                (id.clone(), p.annotation("reason").map(str::to_owned)),
+            );
+            let effect = match p.annotation("effect") {
+                None | Some("deny") => None,
+                Some("ask") => Some(FlagEffect::Ask),
+                Some("audit") => Some(FlagEffect::Audit),
+                Some(other) => {
+                    return Err(PolicyError::Annotation(format!(
+                        "policy {id}: @effect must be \"deny\", \"ask\" or \"audit\", not {other:?}"
+                    )));
+                }
+            };
+            match (effect, p.effect()) {
+                (None, _) => enforced.push(p),
+                (Some(e), cedar_policy::Effect::Forbid) => {
+                    effects.insert(p.id().to_string(), e);
+                    flags.push(p);
+                }
+                (Some(_), cedar_policy::Effect::Permit) => {
+                    return Err(PolicyError::Annotation(format!(
+                        "policy {id}: @effect applies to forbid policies only"
+                    )));
+                }
+            }
+        }
+        let texts: Vec<String> = set.policies().map(|p| p.to_string()).collect();
+        let collect = |v: &[&cedar_policy::Policy]| -> Result<PolicySet, PolicyError> {
+            PolicySet::from_policies(v.iter().map(|p| (*p).clone()))
+                .map_err(|e| PolicyError::Parse(e.to_string()))
+        };
         Ok(Self {
-            set,
-            generic,
-            by_resource,
+            enforced_all: collect(&enforced)?,
+            enforced: Indexed::new(&enforced)?,
+            flags_all: collect(&flags)?,
+            flags: Indexed::new(&flags)?,
+            effects,
+            ids,
+            count: set.policies().count(),
             authorizer: Authorizer::new(),
+            action_type: EntityTypeName::from_str("Action")
+                .map_err(|e| PolicyError::Parse(e.to_string()))?,
+            cache: Mutex::new(HashMap::new()),
+            needs: Needs::of(texts.iter().map(String::as_str)),
+            labels: crate::flow::WELL_KNOWN
+                .iter()
+                .map(|l| Arc::from(*l))
+                .collect(),
             version: version.into(),
         })
     }
 
+    /// Show counts for these labels in every context (the flow book's labels).
+    pub fn with_labels(mut self, labels: &[Arc<str>]) -> Self {
+        self.labels = labels.to_vec();
+        self
+    }
+
     /// Number of policies.
     pub fn len(&self) -> usize {
-        self.set.policies().count()
+        self.count
     }
 
     /// Is the set empty?
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.count == 0
     }
 
-    /// Decide `call`.
-    pub fn decide(&self, call: &Call<'_>) -> Decision {
-        self.decide_in(call, true)
+    /// The `@id` of Cedar policy id `id`.
+    fn id_of(&self, id: &cedar_policy::PolicyId) -> (String, Option<String>) {
+        self.ids
+            .get(AsRef::<str>::as_ref(id))
+            .cloned()
+            .unwrap_or_else(|| (id.to_string(), None))
     }
 
-    fn decide_in(&self, call: &Call<'_>, indexed: bool) -> Decision {
-        match self.request(call) {
-            Ok((req, entities, ruid)) => {
-                let set = match indexed {
-                    true => self.by_resource.get(&ruid).unwrap_or(&self.generic),
-                    false => &self.set,
-                };
-                let r = self.authorizer.is_authorized(&req, set, &entities);
-                let errors: Vec<String> = r.diagnostics().errors().map(|e| e.to_string()).collect();
-                let policies = r
-                    .diagnostics()
-                    .reason()
-                    .map(|id| {
-                        set.annotation(id, "id")
-                            .map_or_else(|| id.to_string(), str::to_owned)
-                    })
-                    .collect();
-                Decision {
-                    allowed: errors.is_empty() && r.decision() == CedarDecision::Allow,
-                    policies,
-                    errors,
-                }
+    fn action(&self, method: &str) -> EntityUid {
+        EntityUid::from_type_name_and_id(self.action_type.clone(), EntityId::new(method))
+    }
+
+    fn entities(
+        &self,
+        p: Option<&Arc<Principal>>,
+        t: &Arc<Target>,
+        cache: bool,
+    ) -> Result<(EntityUid, Arc<Entities>), String> {
+        if !cache {
+            let s = Subject::new(p.map(|p| &**p))?;
+            let e = Entities::from_entities([s.entity, t.entity.clone()], None)
+                .map_err(|e| e.to_string())?;
+            return Ok((s.uid, Arc::new(e)));
+        }
+        let key = (
+            p.map_or(0, |p| Arc::as_ptr(p) as usize),
+            Arc::as_ptr(t) as usize,
+        );
+        {
+            let c = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(hit) = c.get(&key) {
+                return Ok((hit.puid.clone(), hit.entities.clone()));
             }
-            Err(e) => Decision {
-                allowed: false,
-                policies: Vec::new(),
-                errors: vec![e],
+        }
+        let s = Subject::new(p.map(|p| &**p))?;
+        let entities = Arc::new(
+            Entities::from_entities([s.entity, t.entity.clone()], None)
+                .map_err(|e| e.to_string())?,
+        );
+        let mut c = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if c.len() >= CACHE_MAX {
+            c.clear();
+        }
+        c.insert(
+            key,
+            Cached {
+                _principal: p.cloned(),
+                _target: t.clone(),
+                puid: s.uid.clone(),
+                entities: entities.clone(),
             },
+        );
+        Ok((s.uid, entities))
+    }
+
+    /// Decide `ask`.
+    pub fn decide(&self, ask: &Ask<'_>) -> Decision {
+        self.decide_in(ask, true)
+    }
+
+    /// Decide `ask` without keeping its entities (one-off requests: `warden policy test`).
+    pub fn decide_once(&self, ask: &Ask<'_>) -> Decision {
+        self.decide_with(ask, true, false)
+    }
+
+    pub(crate) fn decide_in(&self, ask: &Ask<'_>, indexed: bool) -> Decision {
+        self.decide_with(ask, indexed, true)
+    }
+
+    fn decide_with(&self, ask: &Ask<'_>, indexed: bool, cache: bool) -> Decision {
+        let (puid, entities) = match self.entities(ask.principal, ask.target, cache) {
+            Ok(x) => x,
+            Err(e) => return Decision::deny_error(e),
+        };
+        let context = match build_some(&ask.facts, &self.labels, self.needs) {
+            Ok(c) => c,
+            Err(e) => return Decision::deny_error(e),
+        };
+        let req = match Request::new(
+            puid,
+            self.action(ask.method),
+            ask.target.uid.clone(),
+            context,
+            None,
+        ) {
+            Ok(r) => r,
+            Err(e) => return Decision::deny_error(e.to_string()),
+        };
+        let set = self.pick(&self.enforced, &self.enforced_all, &ask.target.uid, indexed);
+        let r = self.authorizer.is_authorized(&req, set, &entities);
+        let errors: Vec<String> = r.diagnostics().errors().map(|e| e.to_string()).collect();
+        let mut named: Vec<(String, Option<String>)> =
+            r.diagnostics().reason().map(|id| self.id_of(id)).collect();
+        named.sort();
+        if !errors.is_empty() || r.decision() == CedarDecision::Deny {
+            return decision(Effect::Deny, named, Vec::new(), errors);
+        }
+        if self.flags.is_empty() {
+            return decision(Effect::Allow, named, Vec::new(), errors);
+        }
+        let fset = self.pick(&self.flags, &self.flags_all, &ask.target.uid, indexed);
+        let f = self.authorizer.is_authorized(&req, fset, &entities);
+        let ferrors: Vec<String> = f.diagnostics().errors().map(|e| e.to_string()).collect();
+        if !ferrors.is_empty() {
+            return decision(Effect::Deny, Vec::new(), Vec::new(), ferrors);
+        }
+        let (mut asking, mut flagged) = (Vec::new(), Vec::new());
+        for id in f.diagnostics().reason() {
+            match self.effects.get(AsRef::<str>::as_ref(id)) {
+                Some(FlagEffect::Ask) => asking.push(self.id_of(id)),
+                _ => flagged.push(self.id_of(id).0),
+            }
+        }
+        flagged.sort();
+        if asking.is_empty() {
+            decision(Effect::Allow, named, flagged, Vec::new())
+        } else {
+            asking.sort();
+            decision(Effect::Ask, asking, flagged, Vec::new())
         }
     }
 
-    fn request(&self, call: &Call<'_>) -> Result<(Request, Entities, EntityUid), String> {
-        let (puid, mut attrs) = match call.principal {
-            Some(p) => {
-                let mut a: HashMap<String, RestrictedExpression> = HashMap::new();
-                a.insert(
-                    "sub".into(),
-                    RestrictedExpression::new_string(p.subject.clone()),
-                );
-                a.insert(
-                    "iss".into(),
-                    RestrictedExpression::new_string(p.issuer.clone()),
-                );
-                a.insert("roles".into(), strings(&p.roles));
-                a.insert("groups".into(), strings(&p.groups));
-                a.insert("scopes".into(), strings(&p.scopes));
-                a.insert(
-                    "mfa".into(),
-                    RestrictedExpression::new_bool(p.strength.mfa()),
-                );
-                if let Some(t) = &p.tenant {
-                    a.insert("tenant".into(), RestrictedExpression::new_string(t.clone()));
-                }
-                if let Some(acr) = &p.strength.acr {
-                    a.insert("acr".into(), RestrictedExpression::new_string(acr.clone()));
-                }
-                (uid("User", p.id())?, a)
-            }
-            None => (uid("User", "local")?, HashMap::new()),
+    fn pick<'s>(
+        &'s self,
+        ix: &'s Indexed,
+        all: &'s PolicySet,
+        u: &EntityUid,
+        indexed: bool,
+    ) -> &'s PolicySet {
+        match indexed {
+            true => ix.by_resource.get(u).unwrap_or(&ix.generic),
+            false => all,
+        }
+    }
+
+    /// May `principal` see `target` in a list (the call `method` would name it)? `false` only
+    /// when no arguments, time or flow could let that call through.
+    pub fn visible(
+        &self,
+        principal: Option<&Arc<Principal>>,
+        method: &str,
+        target: &Arc<Target>,
+    ) -> bool {
+        let Ok((puid, entities)) = self.entities(principal, target, true) else {
+            return false;
         };
-        attrs
-            .entry("local".into())
-            .or_insert(RestrictedExpression::new_bool(call.principal.is_none()));
-        let principal =
-            Entity::new(puid.clone(), attrs, HashSet::new()).map_err(|e| e.to_string())?;
-        let ty = match call.method {
-            "resources/read" | "resources/subscribe" | "resources/unsubscribe" => "Resource",
-            "prompts/get" => "Prompt",
-            _ => "Tool",
-        };
-        let name = call.target.unwrap_or("");
-        let ruid = uid(ty, name)?;
-        let mut rattrs = HashMap::new();
-        rattrs.insert(
-            "name".into(),
-            RestrictedExpression::new_string(name.to_owned()),
-        );
-        rattrs.insert(
-            "upstream".into(),
-            RestrictedExpression::new_string(call.upstream.unwrap_or("").to_owned()),
-        );
-        let resource =
-            Entity::new(ruid.clone(), rattrs, HashSet::new()).map_err(|e| e.to_string())?;
-        let mut ctx = vec![(
-            "transport".to_owned(),
-            RestrictedExpression::new_string(call.transport.to_owned()),
-        )];
-        let args = match call.args {
-            Some(a) => to_cedar(a).map_err(|e: ValueError| e.to_string())?,
-            None => None,
-        };
-        ctx.push((
-            "args".to_owned(),
-            args.unwrap_or_else(|| {
-                RestrictedExpression::new_record([])
-                    .unwrap_or_else(|_| RestrictedExpression::new_bool(false))
-            }),
-        ));
-        let context = Context::from_pairs(ctx).map_err(|e| e.to_string())?;
-        let req = Request::new(
-            puid,
-            uid("Action", call.method)?,
-            ruid.clone(),
-            context,
-            None,
-        )
-        .map_err(|e| e.to_string())?;
-        let entities =
-            Entities::from_entities([principal, resource], None).map_err(|e| e.to_string())?;
-        Ok((req, entities, ruid))
+        let req = RequestBuilder::default()
+            .principal(puid)
+            .action(self.action(method))
+            .resource(target.uid.clone())
+            .build();
+        let set = self.pick(&self.enforced, &self.enforced_all, &target.uid, true);
+        let r = self.authorizer.is_authorized_partial(&req, set, &entities);
+        r.decision() != Some(CedarDecision::Deny)
+    }
+}
+
+fn decision(
+    effect: Effect,
+    named: Vec<(String, Option<String>)>,
+    flagged: Vec<String>,
+    errors: Vec<String>,
+) -> Decision {
+    let reason = named.iter().find_map(|(_, r)| r.clone());
+    Decision {
+        effect,
+        policies: named.into_iter().map(|(id, _)| id).collect(),
+        flagged,
+        reason,
+        errors,
     }
 }
 
@@ -258,6 +435,7 @@ impl Engine {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::entities::{Hints, TargetKind};
     use proptest::prelude::*;
 
     const SET: &str = r#"
@@ -266,6 +444,8 @@ mod tests {
         @id("c") permit(principal, action, resource) when { resource.name like "t*" && !(context.args has y) };
         @id("d") forbid(principal, action, resource is Tool) when { context.args has z };
         @id("e") permit(principal, action == Action::"resources/read", resource == Resource::"t1");
+        @id("f") @effect("ask") forbid(principal, action, resource == Tool::"t3") when { context.args.x == 2 };
+        @id("g") @effect("audit") forbid(principal, action, resource) when { context.args.x == 0 };
     "#;
 
     proptest! {
@@ -279,16 +459,61 @@ mod tests {
             let mut args = serde_json::json!({"x": x});
             if y { args["y"] = 1.into(); }
             if z { args["z"] = 1.into(); }
-            let call = Call {
-                principal: None, method: &method, target: Some(&tool), upstream: None,
-                args: Some(&args), transport: "stdio",
+            let target = Arc::new(Target::new(TargetKind::of_method(&method), &tool, "up", vec![], Hints::default()).unwrap());
+            let ask = Ask {
+                principal: None, method: &method, target: &target,
+                facts: Facts { args: Some(&args), transport: "stdio", client_ip: None, now: 0, utc_offset_minutes: 0, flow: None },
             };
-            let (a, b) = (e.decide_in(&call, true), e.decide_in(&call, false));
-            prop_assert_eq!(a.allowed, b.allowed);
-            let (mut pa, mut pb) = (a.policies, b.policies);
-            pa.sort();
-            pb.sort();
-            prop_assert_eq!(pa, pb);
+            let (a, b) = (e.decide_in(&ask, true), e.decide_in(&ask, false));
+            prop_assert_eq!(a, b);
         }
+    }
+
+    #[test]
+    fn ask_and_audit_effects() {
+        let e = Engine::new(SET, "t").unwrap();
+        let t3 =
+            Arc::new(Target::new(TargetKind::Tool, "t3", "up", vec![], Hints::default()).unwrap());
+        let ask = |x: i64| {
+            let args = serde_json::json!({"x": x});
+            e.decide(&Ask {
+                principal: None,
+                method: "tools/call",
+                target: &t3,
+                facts: Facts {
+                    args: Some(&args),
+                    transport: "stdio",
+                    client_ip: None,
+                    now: 0,
+                    utc_offset_minutes: 0,
+                    flow: None,
+                },
+            })
+        };
+        assert_eq!(ask(1).effect, Effect::Allow);
+        let d = ask(2);
+        assert_eq!(
+            (d.effect, d.policies.as_slice()),
+            (Effect::Ask, &["f".to_owned()][..])
+        );
+        let d = ask(0);
+        assert_eq!(
+            (d.effect, d.flagged.as_slice()),
+            (Effect::Allow, &["g".to_owned()][..])
+        );
+        assert!(
+            Engine::new(
+                r#"@effect("ask") permit(principal, action, resource);"#,
+                "x"
+            )
+            .is_err()
+        );
+        assert!(
+            Engine::new(
+                r#"@effect("maybe") forbid(principal, action, resource);"#,
+                "x"
+            )
+            .is_err()
+        );
     }
 }

@@ -52,15 +52,16 @@ fn user(sub: &str, roles: &[&str], tenant: Option<&str>, mfa: bool) -> Principal
 type Case<'a> = (&'a Principal, &'a str, &'a str, Value, bool, &'a [&'a str]);
 
 fn decide(p: &Principal, tool: &str, upstream: &str, args: Value) -> (bool, Vec<String>) {
-    let d = engine().decide(&Call {
+    let d = engine().decide_call(&Call {
         principal: Some(p),
         method: "tools/call",
         target: Some(tool),
         upstream: Some(upstream),
         args: Some(&args),
         transport: "http",
+        ..Call::default()
     });
-    (d.allowed, d.policies)
+    (d.allowed(), d.policies)
 }
 
 #[test]
@@ -186,30 +187,32 @@ fn an_argument_cannot_forge_an_entity() {
 fn what_cannot_be_evaluated_or_converted_is_denied() {
     let nobody = user("bob", &[], None, false);
     // No `path`: the permit errors; the error denies and is reported.
-    let d = engine().decide(&Call {
+    let d = engine().decide_call(&Call {
         principal: Some(&nobody),
         method: "tools/call",
         target: Some("read_file"),
         upstream: Some("files"),
         args: Some(&json!({})),
         transport: "http",
+        ..Call::default()
     });
-    assert!(!d.allowed);
+    assert!(!d.allowed());
     assert!(!d.errors.is_empty(), "{d:?}");
     // Deeper than the limit.
     let mut deep = json!(1);
     for _ in 0..40 {
         deep = json!({ "a": deep });
     }
-    let d = engine().decide(&Call {
+    let d = engine().decide_call(&Call {
         principal: Some(&nobody),
         method: "tools/call",
         target: Some("count"),
         upstream: Some("c"),
         args: Some(&json!({"n": 5, "deep": deep})),
         transport: "http",
+        ..Call::default()
     });
-    assert!(!d.allowed && d.errors[0].contains("deeper"), "{d:?}");
+    assert!(!d.allowed() && d.errors[0].contains("deeper"), "{d:?}");
     assert!(Engine::new("permit(principal, action, resource) when {", "bad").is_err());
 }
 
