@@ -30,6 +30,7 @@ use warden_guard::Principal;
 
 use crate::context::{Facts, Needs, build_some};
 use crate::entities::{Subject, Target};
+use crate::index::Indexed;
 
 /// What a request gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,44 +87,6 @@ pub enum PolicyError {
     /// The set does not validate against the schema.
     #[error("policies do not validate against the schema: {0}")]
     Invalid(String),
-}
-
-/// A policy set split by resource.
-struct Indexed {
-    generic: PolicySet,
-    by_resource: HashMap<EntityUid, PolicySet>,
-}
-
-impl Indexed {
-    fn new(policies: &[&cedar_policy::Policy]) -> Result<Self, PolicyError> {
-        let add = |s: &mut PolicySet, p: &cedar_policy::Policy| {
-            s.add(p.clone())
-                .map_err(|e| PolicyError::Parse(e.to_string()))
-        };
-        let mut generic = PolicySet::new();
-        let mut scoped: HashMap<EntityUid, Vec<&cedar_policy::Policy>> = HashMap::new();
-        for p in policies {
-            match p.resource_constraint() {
-                cedar_policy::ResourceConstraint::Eq(u) => scoped.entry(u).or_default().push(p),
-                _ => add(&mut generic, p)?,
-            }
-        }
-        let mut by_resource = HashMap::new();
-        for (u, ps) in scoped {
-            let mut s = generic.clone();
-            for p in ps {
-                add(&mut s, p)?;
-            }
-            by_resource.insert(u, s);
-        }
-        Ok(Self {
-            generic,
-            by_resource,
-        })
-    }
-    fn is_empty(&self) -> bool {
-        self.generic.is_empty() && self.by_resource.is_empty()
-    }
 }
 
 /// Entities per (principal, target) pair, holding both so their addresses stay theirs.

@@ -24,6 +24,7 @@ pub mod context;
 pub mod engine;
 pub mod entities;
 pub mod flow;
+mod index;
 pub mod labels;
 pub mod packs;
 pub mod schema;
