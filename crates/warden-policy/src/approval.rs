@@ -208,6 +208,34 @@ pub enum Reach {
     Tool,
 }
 
+/// The call a remembered approval is for.
+#[derive(Debug, Clone, Copy)]
+pub struct Approved<'a> {
+    /// Who.
+    pub principal: &'a str,
+    /// Which upstream.
+    pub upstream: &'a str,
+    /// Which tool.
+    pub tool: &'a str,
+    /// The call digest.
+    pub digest: &'a str,
+}
+
+impl Approved<'_> {
+    fn key(&self, reach: Reach) -> (String, String, String, String) {
+        let d = match reach {
+            Reach::Arguments => self.digest.to_owned(),
+            Reach::Tool => String::new(),
+        };
+        (
+            self.principal.into(),
+            self.upstream.into(),
+            self.tool.into(),
+            d,
+        )
+    }
+}
+
 #[derive(Default)]
 struct Inner {
     pending: HashMap<String, Pending>,
@@ -298,50 +326,23 @@ impl Book {
         v
     }
 
-    fn key(
-        principal: &str,
-        upstream: &str,
-        tool: &str,
-        digest: &str,
-        reach: Reach,
-    ) -> (String, String, String, String) {
-        let d = match reach {
-            Reach::Arguments => digest.to_owned(),
-            Reach::Tool => String::new(),
-        };
-        (principal.into(), upstream.into(), tool.into(), d)
-    }
-
-    /// Remember a yes until `until`.
-    pub fn remember(
-        &self,
-        principal: &str,
-        upstream: &str,
-        tool: &str,
-        digest: &str,
-        reach: Reach,
-        until: u64,
-    ) {
+    /// Remember, at `now`, a yes for `call` until `until` (a full book forgets nothing that is
+    /// still valid: the next call asks again).
+    pub fn remember(&self, call: &Approved<'_>, reach: Reach, now: u64, until: u64) {
         let mut i = self.lock();
+        if i.remembered.len() >= MAX_ENTRIES {
+            Self::prune(&mut i, now);
+        }
         if i.remembered.len() < MAX_ENTRIES {
-            i.remembered
-                .insert(Self::key(principal, upstream, tool, digest, reach), until);
+            i.remembered.insert(call.key(reach), until);
         }
     }
 
-    /// Is a yes remembered for this call?
-    pub fn remembered(
-        &self,
-        principal: &str,
-        upstream: &str,
-        tool: &str,
-        digest: &str,
-        reach: Reach,
-        now: u64,
-    ) -> bool {
+    /// Is a yes remembered for `call`?
+    pub fn remembered(&self, call: &Approved<'_>, reach: Reach, now: u64) -> bool {
         self.lock()
             .remembered
-            .get(&Self::key(principal, upstream, tool, digest, reach))
+            .get(&call.key(reach))
             .is_some_and(|u| *u >= now)
     }
 
@@ -459,9 +460,23 @@ mod tests {
         assert!(book.take_grant("alice", "d", 14).is_none(), "used up");
         let id2 = book.open(p, 20).unwrap();
         assert_eq!(book.grant(&id2, 101), Err(GrantError::Unknown), "expired");
-        book.remember("alice", "u", "send", "d", Reach::Tool, 200);
-        assert!(book.remembered("alice", "u", "send", "other", Reach::Tool, 150));
-        assert!(!book.remembered("alice", "u", "send", "d", Reach::Arguments, 150));
-        assert!(!book.remembered("alice", "u", "send", "d", Reach::Tool, 201));
+        let call = |digest| Approved {
+            principal: "alice",
+            upstream: "u",
+            tool: "send",
+            digest,
+        };
+        book.remember(&call("d"), Reach::Tool, 100, 200);
+        assert!(book.remembered(&call("other"), Reach::Tool, 150));
+        assert!(!book.remembered(&call("d"), Reach::Arguments, 150));
+        assert!(!book.remembered(&call("d"), Reach::Tool, 201));
+        let bob = Approved {
+            principal: "bob",
+            ..call("d")
+        };
+        assert!(
+            !book.remembered(&bob, Reach::Tool, 150),
+            "another principal"
+        );
     }
 }

@@ -51,15 +51,7 @@ impl Engine {
             call.hints,
         ) {
             Ok(t) => Arc::new(t),
-            Err(e) => {
-                return Decision {
-                    effect: crate::Effect::Deny,
-                    policies: Vec::new(),
-                    flagged: Vec::new(),
-                    reason: None,
-                    errors: vec![e],
-                };
-            }
+            Err(e) => return Decision::deny_error(e),
         };
         let principal = call.principal.map(|p| Arc::new(p.clone()));
         self.decide_once(&Ask {

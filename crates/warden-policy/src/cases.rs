@@ -191,9 +191,10 @@ pub fn run(engine: &Engine, case: &Case, index: usize) -> Outcome {
             effect_name(decision.effect)
         ));
     }
+    // Decisions name their policies sorted by id; the expectation may list them in any order.
     if failure.is_none()
         && let Some(ids) = &case.policies
-        && *ids != decision.policies
+        && sorted(ids) != decision.policies
     {
         failure = Some(format!(
             "expected policies {ids:?}, got {:?}",
@@ -208,6 +209,12 @@ pub fn run(engine: &Engine, case: &Case, index: usize) -> Outcome {
         decision,
         failure,
     }
+}
+
+fn sorted(v: &[String]) -> Vec<String> {
+    let mut v = v.to_vec();
+    v.sort();
+    v
 }
 
 /// The decision as one JSON line.

@@ -64,7 +64,7 @@ impl Decision {
     pub fn allowed(&self) -> bool {
         self.effect == Effect::Allow
     }
-    fn deny_error(e: String) -> Self {
+    pub(crate) fn deny_error(e: String) -> Self {
         Self {
             effect: Effect::Deny,
             policies: Vec::new(),
@@ -84,9 +84,6 @@ pub enum PolicyError {
     /// An annotation is wrong (an unknown `@effect`, `@effect` on a `permit`).
     #[error("{0}")]
     Annotation(String),
-    /// The set does not validate against the schema.
-    #[error("policies do not validate against the schema: {0}")]
-    Invalid(String),
 }
 
 /// Entities per (principal, target) pair, holding both so their addresses stay theirs.
@@ -186,9 +183,9 @@ impl Engine {
         };
         Ok(Self {
             enforced_all: collect(&enforced)?,
-            enforced: Indexed::new(&enforced)?,
+            enforced: Indexed::new(&enforced).map_err(PolicyError::Parse)?,
             flags_all: collect(&flags)?,
-            flags: Indexed::new(&flags)?,
+            flags: Indexed::new(&flags).map_err(PolicyError::Parse)?,
             effects,
             ids,
             count: set.policies().count(),

@@ -6,8 +6,6 @@ use std::collections::HashMap;
 
 use cedar_policy::{EntityUid, PolicySet};
 
-use crate::engine::PolicyError;
-
 /// A policy set split by resource.
 pub(crate) struct Indexed {
     pub(crate) generic: PolicySet,
@@ -15,10 +13,9 @@ pub(crate) struct Indexed {
 }
 
 impl Indexed {
-    pub(crate) fn new(policies: &[&cedar_policy::Policy]) -> Result<Self, PolicyError> {
+    pub(crate) fn new(policies: &[&cedar_policy::Policy]) -> Result<Self, String> {
         let add = |s: &mut PolicySet, p: &cedar_policy::Policy| {
-            s.add(p.clone())
-                .map_err(|e| PolicyError::Parse(e.to_string()))
+            s.add(p.clone()).map_err(|e| e.to_string())
         };
         let mut generic = PolicySet::new();
         let mut scoped: HashMap<EntityUid, Vec<&cedar_policy::Policy>> = HashMap::new();
