@@ -178,3 +178,45 @@ fn read_then_send_alone_is_allowed_fetch_read_send_asks() {
     let many: Vec<&str> = std::iter::repeat_n("send_message", 21).collect();
     assert_eq!(run(&many), Effect::Deny);
 }
+
+/// The engine keeps entities per (principal, target): a principal with the same `iss sub` but
+/// other claims (a new token, roles revoked) is decided on its own claims, never on a cached
+/// copy of the old ones — also after the old principal is gone and its memory reused.
+#[test]
+fn cached_entities_never_outlive_the_principal_they_were_built_for() {
+    let e = Engine::new(POLICIES, "p").unwrap();
+    let t = Arc::new(
+        Target::new(
+            TargetKind::Tool,
+            "read_notes",
+            "notes",
+            vec![],
+            Hints::default(),
+        )
+        .unwrap(),
+    );
+    let decide = |p: &Arc<Principal>| {
+        e.decide(&Ask {
+            principal: Some(p),
+            method: "tools/call",
+            target: &t,
+            facts: Facts {
+                args: None,
+                transport: "http",
+                client_ip: None,
+                now: 10 * 3600,
+                utc_offset_minutes: 0,
+                flow: None,
+            },
+        })
+        .allowed()
+    };
+    let analyst = principal(vec!["analyst".into()], None, false);
+    assert!(decide(&analyst));
+    assert!(decide(&analyst), "from the cache");
+    drop(analyst);
+    for _ in 0..64 {
+        let revoked = principal(vec![], None, false);
+        assert!(!decide(&revoked), "same id, no role: denied");
+    }
+}
